@@ -1,0 +1,1 @@
+//! Passing listening sockets between processes (binary upgrade).

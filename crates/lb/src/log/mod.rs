@@ -1,0 +1,1 @@
+//! Traffic logs (tcplog) and their syslog/stdout transports.
