@@ -4,6 +4,9 @@
 //! Pure logic (`config`, `balance`, `health`, `queue` decisions, `stats` rendering) is
 //! kept apart from the tokio shell (`engine`, `proxy`, `checker`, `runtime_api`).
 
+pub mod balance;
 pub mod config;
 pub mod fdpass;
+pub mod health;
 pub mod log;
+pub mod state;
