@@ -103,7 +103,11 @@ impl Balancer {
             // That server's queue is full: redispatch like any other algorithm.
             return self.fallback(cands, &live);
         }
-        let free: Vec<usize> = live.iter().copied().filter(|&i| cands[i].has_slot).collect();
+        let free: Vec<usize> = live
+            .iter()
+            .copied()
+            .filter(|&i| cands[i].has_slot)
+            .collect();
         if free.is_empty() {
             return self.fallback(cands, &live);
         }
@@ -118,7 +122,11 @@ impl Balancer {
     }
 
     fn fallback(&mut self, cands: &[Candidate], live: &[usize]) -> Pick {
-        let roomy: Vec<usize> = live.iter().copied().filter(|&i| cands[i].queue_room).collect();
+        let roomy: Vec<usize> = live
+            .iter()
+            .copied()
+            .filter(|&i| cands[i].queue_room)
+            .collect();
         if roomy.is_empty() {
             Pick::Full
         } else {
@@ -197,8 +205,10 @@ impl Balancer {
                 None
             }
             HashType::Consistent => {
-                let members: Vec<(u32, u32)> =
-                    live.iter().map(|&i| (cands[i].id, cands[i].weight)).collect();
+                let members: Vec<(u32, u32)> = live
+                    .iter()
+                    .map(|&i| (cands[i].id, cands[i].weight))
+                    .collect();
                 self.ring.rebuild_if_changed(members);
                 let id = self.ring.lookup(h)?;
                 live.iter().copied().find(|&i| cands[i].id == id)
@@ -281,35 +291,58 @@ mod tests {
         let cands = [cand(1, 5, 0), cand(2, 1, 0), cand(3, 1, 0)];
         let mut b = Balancer::default();
         let seq: Vec<usize> = (0..7)
-            .map(|_| match b.pick(Algorithm::RoundRobin, HashType::MapBased, &cands, 0) {
-                Pick::Server(i) => i,
-                p => panic!("{p:?}"),
-            })
+            .map(
+                |_| match b.pick(Algorithm::RoundRobin, HashType::MapBased, &cands, 0) {
+                    Pick::Server(i) => i,
+                    p => panic!("{p:?}"),
+                },
+            )
             .collect();
         assert_eq!(seq.iter().filter(|&&i| i == 0).count(), 5);
         // Smooth: the heavy server never takes more than 3 turns in a row.
-        assert!(!seq.windows(4).any(|w| w.iter().all(|&i| i == 0)), "{seq:?}");
-        assert_eq!(counts(&mut b, Algorithm::RoundRobin, &cands, 700), vec![500, 100, 100]);
+        assert!(
+            !seq.windows(4).any(|w| w.iter().all(|&i| i == 0)),
+            "{seq:?}"
+        );
+        assert_eq!(
+            counts(&mut b, Algorithm::RoundRobin, &cands, 700),
+            vec![500, 100, 100]
+        );
     }
 
     #[test]
     fn weight_zero_is_never_picked() {
         let cands = [cand(1, 0, 0), cand(2, 1, 0)];
         let mut b = Balancer::default();
-        assert_eq!(counts(&mut b, Algorithm::RoundRobin, &cands, 10), vec![0, 10]);
-        assert_eq!(counts(&mut b, Algorithm::LeastConn, &cands, 10), vec![0, 10]);
+        assert_eq!(
+            counts(&mut b, Algorithm::RoundRobin, &cands, 10),
+            vec![0, 10]
+        );
+        assert_eq!(
+            counts(&mut b, Algorithm::LeastConn, &cands, 10),
+            vec![0, 10]
+        );
         let none = [cand(1, 0, 0)];
-        assert_eq!(b.pick(Algorithm::First, HashType::MapBased, &none, 0), Pick::Full);
+        assert_eq!(
+            b.pick(Algorithm::First, HashType::MapBased, &none, 0),
+            Pick::Full
+        );
     }
 
     #[test]
     fn leastconn_picks_lowest_load_per_weight() {
         let cands = [cand(1, 1, 3), cand(2, 1, 1), cand(3, 1, 2)];
         let mut b = Balancer::default();
-        assert_eq!(b.pick(Algorithm::LeastConn, HashType::MapBased, &cands, 0), Pick::Server(1));
+        assert_eq!(
+            b.pick(Algorithm::LeastConn, HashType::MapBased, &cands, 0),
+            Pick::Server(1)
+        );
         // Weight 3 with 5 sessions (1.67 each) beats weight 1 with 2.
         let cands = [cand(1, 3, 5), cand(2, 1, 2)];
-        assert_eq!(b.pick(Algorithm::LeastConn, HashType::MapBased, &cands, 0), Pick::Server(0));
+        assert_eq!(
+            b.pick(Algorithm::LeastConn, HashType::MapBased, &cands, 0),
+            Pick::Server(0)
+        );
     }
 
     #[test]
@@ -321,7 +354,12 @@ mod tests {
             .collect();
         assert_eq!(
             picks,
-            vec![Pick::Server(0), Pick::Server(1), Pick::Server(2), Pick::Server(0)]
+            vec![
+                Pick::Server(0),
+                Pick::Server(1),
+                Pick::Server(2),
+                Pick::Server(0)
+            ]
         );
     }
 
@@ -332,20 +370,35 @@ mod tests {
             c.has_slot = false;
         }
         let mut b = Balancer::default();
-        assert_eq!(b.pick(Algorithm::LeastConn, HashType::MapBased, &cands, 0), Pick::Queue(1));
+        assert_eq!(
+            b.pick(Algorithm::LeastConn, HashType::MapBased, &cands, 0),
+            Pick::Queue(1)
+        );
         cands[1].queue_room = false;
-        assert_eq!(b.pick(Algorithm::LeastConn, HashType::MapBased, &cands, 0), Pick::Queue(0));
+        assert_eq!(
+            b.pick(Algorithm::LeastConn, HashType::MapBased, &cands, 0),
+            Pick::Queue(0)
+        );
         cands[0].queue_room = false;
-        assert_eq!(b.pick(Algorithm::RoundRobin, HashType::MapBased, &cands, 0), Pick::Full);
+        assert_eq!(
+            b.pick(Algorithm::RoundRobin, HashType::MapBased, &cands, 0),
+            Pick::Full
+        );
     }
 
     #[test]
     fn first_fills_lowest_id_first() {
         let mut cands = [cand(1, 1, 0), cand(2, 1, 0)];
         let mut b = Balancer::default();
-        assert_eq!(b.pick(Algorithm::First, HashType::MapBased, &cands, 0), Pick::Server(0));
+        assert_eq!(
+            b.pick(Algorithm::First, HashType::MapBased, &cands, 0),
+            Pick::Server(0)
+        );
         cands[0].has_slot = false;
-        assert_eq!(b.pick(Algorithm::First, HashType::MapBased, &cands, 0), Pick::Server(1));
+        assert_eq!(
+            b.pick(Algorithm::First, HashType::MapBased, &cands, 0),
+            Pick::Server(1)
+        );
     }
 
     #[test]
@@ -383,7 +436,10 @@ mod tests {
                 moved += 1;
             }
         }
-        assert!(moved > 200 && moved < 470, "server 2 held {moved} of 1000 keys");
+        assert!(
+            moved > 200 && moved < 470,
+            "server 2 held {moved} of 1000 keys"
+        );
     }
 
     #[test]
@@ -396,15 +452,28 @@ mod tests {
         cands[i].has_slot = false;
         cands[i].queue_room = false;
         cands[1 - i].has_slot = false;
-        assert_eq!(b.pick(Algorithm::Source, HashType::MapBased, &cands, 7), Pick::Queue(1 - i));
+        assert_eq!(
+            b.pick(Algorithm::Source, HashType::MapBased, &cands, 7),
+            Pick::Queue(1 - i)
+        );
     }
 
     #[test]
     fn backups_only_when_no_active_server() {
         let e = |usable, backup| Eligibility { usable, backup };
-        let s = [e(true, false), e(false, false), e(true, true), e(true, true)];
+        let s = [
+            e(true, false),
+            e(false, false),
+            e(true, true),
+            e(true, true),
+        ];
         assert_eq!(eligible(&s, false), vec![0]);
-        let s = [e(false, false), e(false, true), e(true, true), e(true, true)];
+        let s = [
+            e(false, false),
+            e(false, true),
+            e(true, true),
+            e(true, true),
+        ];
         assert_eq!(eligible(&s, false), vec![2]);
         assert_eq!(eligible(&s, true), vec![2, 3]);
         let s = [e(false, false), e(false, true)];

@@ -46,9 +46,7 @@ impl CheckResult {
     pub fn reason(&self) -> String {
         match self {
             CheckResult::L4Ok => "Layer4 check passed".to_string(),
-            CheckResult::L4Con(info) if info.is_empty() => {
-                "Layer4 connection problem".to_string()
-            }
+            CheckResult::L4Con(info) if info.is_empty() => "Layer4 connection problem".to_string(),
             CheckResult::L4Con(info) => {
                 format!("Layer4 connection problem, info: \"{info}\"")
             }
@@ -222,7 +220,10 @@ mod tests {
         assert_eq!(h.status_text(), "UP");
         h.record(false);
         h.record(false);
-        assert!(h.is_up(), "two failures after recovery must not take it down");
+        assert!(
+            h.is_up(),
+            "two failures after recovery must not take it down"
+        );
     }
 
     #[test]

@@ -5,8 +5,15 @@
 //! kept apart from the tokio shell (`engine`, `proxy`, `checker`, `runtime_api`).
 
 pub mod balance;
+pub mod checker;
 pub mod config;
+pub mod daemon;
+pub mod engine;
 pub mod fdpass;
+pub mod forward;
 pub mod health;
 pub mod log;
+pub mod runtime_api;
+pub mod session;
 pub mod state;
+pub mod stats;

@@ -97,6 +97,8 @@ pub struct ServerRt {
     downtime: Mutex<Duration>,
     /// Set when the server left the configuration; its check task stops.
     retired: AtomicBool,
+    /// A check task runs for this server (started once, stops when retired).
+    pub check_started: AtomicBool,
 }
 
 /// Locks ignoring poisoning: every critical section here leaves the data consistent.
@@ -124,6 +126,7 @@ impl ServerRt {
             last_change: Mutex::new(Instant::now()),
             downtime: Mutex::new(Duration::ZERO),
             retired: AtomicBool::new(false),
+            check_started: AtomicBool::new(false),
             backend_name: backend_name.to_string(),
             cfg,
         })
@@ -182,7 +185,9 @@ impl ServerRt {
     pub fn set_admin(&self, set: u8, clear: u8) {
         let _ = self
             .admin
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| Some((a & !clear) | set));
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
+                Some((a & !clear) | set)
+            });
         *lock(&self.last_change) = Instant::now();
     }
 
@@ -410,7 +415,11 @@ impl BackendRt {
     }
 
     pub fn server(&self, name: &str) -> Option<Arc<ServerRt>> {
-        self.servers.load().iter().find(|s| s.name() == name).cloned()
+        self.servers
+            .load()
+            .iter()
+            .find(|s| s.name() == name)
+            .cloned()
     }
 
     pub fn queued(&self) -> u32 {
@@ -428,8 +437,14 @@ impl BackendRt {
     /// Counts of usable active and backup servers, for state-change log lines.
     pub fn usable_counts(&self) -> (usize, usize) {
         let servers = self.servers.load();
-        let act = servers.iter().filter(|s| s.usable() && !s.cfg.backup).count();
-        let bck = servers.iter().filter(|s| s.usable() && s.cfg.backup).count();
+        let act = servers
+            .iter()
+            .filter(|s| s.usable() && !s.cfg.backup)
+            .count();
+        let bck = servers
+            .iter()
+            .filter(|s| s.usable() && s.cfg.backup)
+            .count();
         (act, bck)
     }
 
@@ -459,11 +474,21 @@ impl BackendRt {
     }
 
     pub fn next_server_id(&self) -> u32 {
-        self.servers.load().iter().map(|s| s.cfg.id).max().unwrap_or(0) + 1
+        self.servers
+            .load()
+            .iter()
+            .map(|s| s.cfg.id)
+            .max()
+            .unwrap_or(0)
+            + 1
     }
 
     /// Candidates in declaration order, restricted to HAProxy's eligible set.
-    fn candidates(&self, servers: &[Arc<ServerRt>], avoid: Option<u32>) -> (Vec<usize>, Vec<Candidate>) {
+    fn candidates(
+        &self,
+        servers: &[Arc<ServerRt>],
+        avoid: Option<u32>,
+    ) -> (Vec<usize>, Vec<Candidate>) {
         let elig: Vec<Eligibility> = servers
             .iter()
             .map(|s| Eligibility {
@@ -633,7 +658,7 @@ impl BackendRt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Algorithm, HashType, LogOptions, Loc, Mode, Timeouts};
+    use crate::config::{Algorithm, HashType, Loc, LogOptions, Mode, Timeouts};
 
     fn server(id: u32, maxconn: u32, maxqueue: u32) -> Server {
         Server {
@@ -739,7 +764,11 @@ mod tests {
             for _ in 0..8 {
                 held.push(be.assign(0, None, None).await.expect("slot"));
             }
-            let cur: Vec<u32> = be.servers().iter().map(|s| s.cur.load(Ordering::SeqCst)).collect();
+            let cur: Vec<u32> = be
+                .servers()
+                .iter()
+                .map(|s| s.cur.load(Ordering::SeqCst))
+                .collect();
             assert_eq!(cur, vec![2, 6]);
         });
     }
@@ -756,7 +785,11 @@ mod tests {
             let waiting = tokio::spawn(async move { be2.assign(0, None, None).await });
             tokio::task::yield_now().await;
             // Free whichever server the waiter did not queue on.
-            let queued_on = be.servers().iter().find(|s| s.queued() == 1).map(|s| s.cfg.id);
+            let queued_on = be
+                .servers()
+                .iter()
+                .find(|s| s.queued() == 1)
+                .map(|s| s.cfg.id);
             let freed = if queued_on == Some(sa) { b } else { a };
             let freed_id = freed.slot.server().cfg.id;
             drop(freed);
@@ -768,7 +801,10 @@ mod tests {
     #[test]
     fn down_server_redistributes_its_queue() {
         rt().block_on(async {
-            let be = backend(Algorithm::RoundRobin, vec![server(1, 1, 0), server(2, 0, 0)]);
+            let be = backend(
+                Algorithm::RoundRobin,
+                vec![server(1, 1, 0), server(2, 0, 0)],
+            );
             be.servers()[1].set_admin(admin::FMAINT, 0);
             let _a = be.assign(0, None, None).await.expect("slot");
             let be2 = be.clone();
@@ -794,7 +830,10 @@ mod tests {
             let a = be.assign(0, None, None).await.expect("slot");
             assert_eq!(a.slot.server().cfg.id, 3);
             be.servers()[1].set_admin(admin::FMAINT, 0);
-            assert!(matches!(be.assign(0, None, None).await, Err(AssignError::NoServer)));
+            assert!(matches!(
+                be.assign(0, None, None).await,
+                Err(AssignError::NoServer)
+            ));
         });
     }
 
@@ -806,7 +845,11 @@ mod tests {
             assert_eq!(a.slot.server().cfg.id, 2);
             be.servers()[1].set_admin(admin::FMAINT, 0);
             let a = be.assign(0, Some(1), None).await.expect("slot");
-            assert_eq!(a.slot.server().cfg.id, 1, "the avoided server is better than none");
+            assert_eq!(
+                a.slot.server().cfg.id,
+                1,
+                "the avoided server is better than none"
+            );
         });
     }
 }

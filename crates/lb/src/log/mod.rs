@@ -26,8 +26,12 @@ pub use tcplog::{format_accept_date, format_connect, format_tcplog, SessionLog};
 /// read it once the process has several threads (the libc call is not thread-safe
 /// against `setenv`), so call this before starting the runtime and pass the result to
 /// [`Logger::with_offset`].
+///
+/// The first answer is kept for the life of the process, so calling this once before
+/// the runtime starts makes every later [`Logger::new`] use the real offset.
 pub fn local_offset() -> UtcOffset {
-    UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC)
+    static OFFSET: OnceLock<UtcOffset> = OnceLock::new();
+    *OFFSET.get_or_init(|| UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC))
 }
 
 /// Sends log messages to a set of targets. Cheap to clone; all clones share the

@@ -1,0 +1,196 @@
+//! The `rampart lb` process: check mode, start-up, signals, pidfile, and the binary
+//! upgrade handshake (`-x SOCKET` to take the old process's listeners, `-sf PID…` to
+//! ask it to finish its sessions and leave), mirroring HAProxy's command line.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::{self, Config};
+use crate::engine::{Engine, StartOptions};
+use crate::fdpass;
+use crate::runtime_api;
+
+#[derive(Debug, Clone, Default)]
+pub struct LbArgs {
+    pub files: Vec<PathBuf>,
+    /// `-c`: validate and exit.
+    pub check_only: bool,
+    /// `-x SOCKET`: take listening sockets from the process serving this runtime socket.
+    pub fd_socket: Option<PathBuf>,
+    /// `-sf PID…`: soft-stop these processes once listening.
+    pub soft_stop: Vec<i32>,
+    /// `-st PID…`: terminate these processes once listening.
+    pub hard_stop: Vec<i32>,
+    /// `-p FILE`: write the pid here (overrides `pidfile`).
+    pub pidfile: Option<PathBuf>,
+    /// `-D`: go to the background (as `daemon` in `global`).
+    pub daemon: bool,
+    /// `-q`: do not print warnings at start-up.
+    pub quiet: bool,
+}
+
+/// Runs `rampart lb`; returns the process exit code.
+pub fn main(args: LbArgs) -> i32 {
+    let loaded = config::load_files(&args.files);
+    if args.check_only {
+        let (report, code) = config::check_report(&loaded, &args.files);
+        print!("{report}");
+        return code;
+    }
+    let cfg = match loaded {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("[ALERT] config : Fatal errors found in configuration.");
+            return 1;
+        }
+    };
+    if !args.quiet {
+        for w in &cfg.warnings {
+            eprintln!("{w}");
+        }
+    }
+    let inherited = match &args.fd_socket {
+        Some(path) => match take_listeners(path) {
+            Ok(l) => l,
+            Err(e) => {
+                // HAProxy goes on binding fresh sockets when the old process cannot help.
+                eprintln!("[WARNING] Failed to get the sockets from the old process via '{}': {e}; binding new sockets.", path.display());
+                HashMap::new()
+            }
+        },
+        None => HashMap::new(),
+    };
+    if args.daemon || cfg.global.daemon {
+        if let Err(e) = nix::unistd::daemon(true, false) {
+            eprintln!("[ALERT] cannot go to the background: {e}");
+            return 1;
+        }
+    }
+    // Read while single-threaded: the local UTC offset cannot be read safely later.
+    let _ = crate::log::local_offset();
+    let threads = cfg.global.nbthread.unwrap_or_else(default_threads).max(1);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("rampart-lb")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("[ALERT] cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(run(args, cfg, inherited))
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn take_listeners(
+    path: &std::path::Path,
+) -> std::io::Result<HashMap<std::net::SocketAddr, std::net::TcpListener>> {
+    let mut out = HashMap::new();
+    for p in fdpass::fetch_listeners(path, Duration::from_secs(10))? {
+        let addr = p.addr;
+        out.insert(addr, fdpass::into_tcp_listener(p)?);
+    }
+    Ok(out)
+}
+
+async fn run(
+    args: LbArgs,
+    cfg: Config,
+    inherited: HashMap<std::net::SocketAddr, std::net::TcpListener>,
+) -> i32 {
+    let sockets = cfg.global.stats_sockets.clone();
+    let stats_timeout = cfg.global.stats_timeout;
+    let pidfile = args.pidfile.clone().or(cfg.global.pidfile.clone());
+    let engine = match Engine::start(args.files.clone(), cfg, StartOptions { inherited }).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    for s in &sockets {
+        if let Err(e) = runtime_api::serve(engine.clone(), s, stats_timeout) {
+            eprintln!("[ALERT] Starting frontend GLOBAL: {e} ({})", s.loc);
+            return 1;
+        }
+    }
+    if let Some(p) = &pidfile {
+        if let Err(e) = write_pidfile(p) {
+            eprintln!("[ALERT] cannot create pidfile {}: {e}", p.display());
+            return 1;
+        }
+    }
+    for pid in &args.soft_stop {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGUSR1);
+    }
+    for pid in &args.hard_stop {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+    }
+    tracing::info!(
+        "rampart lb {} started, pid {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    );
+    let code = signals(&engine).await;
+    if let Some(p) = &pidfile {
+        remove_own_pidfile(p);
+    }
+    code
+}
+
+async fn signals(engine: &Arc<Engine>) -> i32 {
+    let (Ok(mut hup), Ok(mut usr2), Ok(mut usr1), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined2()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("[ALERT] cannot install signal handlers");
+        return 1;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => { let _ = engine.reload().await; }
+            _ = usr2.recv() => { let _ = engine.reload().await; }
+            _ = usr1.recv() => {
+                tracing::warn!("soft stop requested (SIGUSR1): finishing sessions");
+                engine.soft_stop(None).await;
+                tracing::warn!("all sessions finished, exiting");
+                return 0;
+            }
+            _ = term.recv() => { tracing::warn!("SIGTERM: stopping"); return 0; }
+            _ = int.recv() => { tracing::warn!("SIGINT: stopping"); return 0; }
+        }
+    }
+}
+
+fn write_pidfile(p: &std::path::Path) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(p)?;
+    writeln!(f, "{}", std::process::id())
+}
+
+/// Removes the pidfile only if it still names this process (a successor may own it).
+fn remove_own_pidfile(p: &std::path::Path) {
+    if let Ok(text) = std::fs::read_to_string(p) {
+        if text.trim() == std::process::id().to_string() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}

@@ -1,0 +1,558 @@
+//! The running load balancer: the current generation of frontends and backends,
+//! listeners, reloads, and the process-wide counters the runtime API reports.
+//!
+//! A reload parses and validates first, then swaps the generation atomically; listeners
+//! whose address stays are kept open (their accept loop simply starts handing sessions to
+//! the new frontend), new ones are opened before the swap, removed ones closed after it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::checker;
+use crate::config::{self, Bind, Config, ConfigError, Frontend};
+use crate::log::Logger;
+use crate::session::{self, Permits};
+use crate::state::{BackendRt, Counters, ServerRt};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub struct FrontendRt {
+    pub cfg: Frontend,
+    pub backend: Option<Arc<BackendRt>>,
+    /// `maxconn` of the frontend: the accept loop waits for a permit before accepting.
+    pub slots: Arc<Semaphore>,
+    pub cur: AtomicU32,
+    pub counters: Counters,
+    pub logger: Logger,
+}
+
+/// One configuration's worth of runtime objects.
+pub struct Generation {
+    pub number: u64,
+    pub config: Arc<Config>,
+    pub frontends: Vec<Arc<FrontendRt>>,
+    pub backends: Vec<Arc<BackendRt>>,
+}
+
+impl Generation {
+    pub fn backend(&self, name: &str) -> Option<&Arc<BackendRt>> {
+        self.backends.iter().find(|b| b.name() == name)
+    }
+
+    pub fn frontend(&self, name: &str) -> Option<&Arc<FrontendRt>> {
+        self.frontends.iter().find(|f| f.cfg.name == name)
+    }
+}
+
+/// A proxied session as `show sess` lists it.
+pub struct SessionEntry {
+    pub id: u64,
+    pub client: SocketAddr,
+    pub frontend: String,
+    pub started: Instant,
+    target: OnceLock<(String, String)>,
+    registry: Arc<Sessions>,
+}
+
+impl SessionEntry {
+    pub fn set_server(&self, backend: &str, server: &str) {
+        let _ = self.target.set((backend.to_string(), server.to_string()));
+    }
+
+    pub fn target(&self) -> Option<&(String, String)> {
+        self.target.get()
+    }
+}
+
+impl Drop for SessionEntry {
+    fn drop(&mut self) {
+        lock(&self.registry.live).remove(&self.id);
+        self.registry.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Live sessions. Touched twice per session (start, end), never per byte.
+#[derive(Default)]
+pub struct Sessions {
+    live: Mutex<HashMap<u64, std::sync::Weak<SessionEntry>>>,
+    next: AtomicU64,
+    active: AtomicU32,
+}
+
+impl Sessions {
+    pub fn register(self: &Arc<Self>, client: SocketAddr, frontend: &str) -> Arc<SessionEntry> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let e = Arc::new(SessionEntry {
+            id,
+            client,
+            frontend: frontend.to_string(),
+            started: Instant::now(),
+            target: OnceLock::new(),
+            registry: self.clone(),
+        });
+        lock(&self.live).insert(id, Arc::downgrade(&e));
+        self.active.fetch_add(1, Ordering::Relaxed);
+        e
+    }
+
+    pub fn snapshot(&self) -> Vec<Arc<SessionEntry>> {
+        let mut v: Vec<Arc<SessionEntry>> = lock(&self.live)
+            .values()
+            .filter_map(|w| w.upgrade())
+            .collect();
+        v.sort_by_key(|e| e.id);
+        v
+    }
+
+    pub fn active(&self) -> u32 {
+        self.active.load(Ordering::Relaxed)
+    }
+}
+
+struct ListenerSlot {
+    bind: Bind,
+    frontend: ArcSwap<FrontendRt>,
+    changed: Notify,
+    listener: Arc<TcpListener>,
+}
+
+struct ListenerEntry {
+    slot: Arc<ListenerSlot>,
+    task: JoinHandle<()>,
+}
+
+/// How the engine was started, beyond the configuration files.
+#[derive(Default)]
+pub struct StartOptions {
+    /// Listening sockets inherited from an older process (`-x`), by address.
+    pub inherited: HashMap<SocketAddr, std::net::TcpListener>,
+}
+
+pub struct Engine {
+    files: Vec<PathBuf>,
+    gen: ArcSwap<Generation>,
+    listeners: Mutex<HashMap<SocketAddr, ListenerEntry>>,
+    inherited: Mutex<HashMap<SocketAddr, std::net::TcpListener>>,
+    global_slots: ArcSwap<Semaphore>,
+    pub actconn: AtomicU32,
+    pub cum_conns: AtomicU64,
+    pub sessions: Arc<Sessions>,
+    pub started: Instant,
+    pub started_wall: SystemTime,
+    pub logger: ArcSwap<Logger>,
+    reload_lock: tokio::sync::Mutex<()>,
+    stopping: AtomicBool,
+    pub stopped: Notify,
+    accept_errors: Mutex<Option<Instant>>,
+}
+
+#[derive(Debug)]
+pub enum ReloadError {
+    Config(ConfigError),
+    Bind(String),
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadError::Config(e) => write!(f, "{e}"),
+            ReloadError::Bind(e) => write!(f, "[ALERT] {e}"),
+        }
+    }
+}
+
+impl Engine {
+    /// Builds the first generation and opens every listener. Must run inside a runtime.
+    pub async fn start(
+        files: Vec<PathBuf>,
+        config: Config,
+        opts: StartOptions,
+    ) -> Result<Arc<Engine>, ReloadError> {
+        let global_slots = Semaphore::new(effective_maxconn(config.global.maxconn));
+        let logger = Logger::new(&config.global.logs, &config.global.log_tag);
+        let engine = Arc::new(Engine {
+            files,
+            gen: ArcSwap::from_pointee(Generation {
+                number: 0,
+                config: Arc::new(Config::default()),
+                frontends: Vec::new(),
+                backends: Vec::new(),
+            }),
+            listeners: Mutex::new(HashMap::new()),
+            inherited: Mutex::new(opts.inherited),
+            global_slots: ArcSwap::from_pointee(global_slots),
+            actconn: AtomicU32::new(0),
+            cum_conns: AtomicU64::new(0),
+            sessions: Arc::new(Sessions::default()),
+            started: Instant::now(),
+            started_wall: SystemTime::now(),
+            logger: ArcSwap::from_pointee(logger),
+            reload_lock: tokio::sync::Mutex::new(()),
+            stopping: AtomicBool::new(false),
+            stopped: Notify::new(),
+            accept_errors: Mutex::new(None),
+        });
+        engine.apply(config).await?;
+        Ok(engine)
+    }
+
+    pub fn current(&self) -> Arc<Generation> {
+        self.gen.load_full()
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    pub fn global_maxconn(&self) -> usize {
+        effective_maxconn(self.current().config.global.maxconn)
+    }
+
+    /// Re-reads the files; a configuration with alerts never replaces the running one.
+    pub async fn reload(self: &Arc<Self>) -> Result<Vec<config::Diagnostic>, ReloadError> {
+        let files = self.files.clone();
+        let parsed = tokio::task::spawn_blocking(move || config::load_files(&files))
+            .await
+            .map_err(|e| ReloadError::Bind(format!("reload task failed: {e}")))?;
+        let cfg = match parsed {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                tracing::error!("reload refused, keeping the running configuration:\n{e}");
+                return Err(ReloadError::Config(e));
+            }
+        };
+        let warnings = cfg.warnings.clone();
+        self.apply(cfg).await?;
+        tracing::info!(
+            "reloaded configuration from {} (generation {})",
+            self.files_text(),
+            self.current().number
+        );
+        Ok(warnings)
+    }
+
+    fn files_text(&self) -> String {
+        let v: Vec<String> = self.files.iter().map(|p| p.display().to_string()).collect();
+        v.join(", ")
+    }
+
+    /// Swaps in `cfg`: builds runtime objects reusing the old ones where unchanged, opens
+    /// new listeners (failing before anything changes), then swaps and closes the rest.
+    async fn apply(self: &Arc<Self>, cfg: Config) -> Result<(), ReloadError> {
+        let _g = self.reload_lock.lock().await;
+        let old = self.current();
+        let cfg = Arc::new(cfg);
+        let new_gen = Arc::new(build_generation(&cfg, &old));
+
+        let wanted: HashMap<SocketAddr, (Bind, Arc<FrontendRt>)> = new_gen
+            .frontends
+            .iter()
+            .flat_map(|fe| {
+                fe.cfg
+                    .binds
+                    .iter()
+                    .map(move |b| (b.addr, (b.clone(), fe.clone())))
+            })
+            .collect();
+        let mut opened = HashMap::new();
+        {
+            let existing = lock(&self.listeners);
+            for (addr, (bind, _)) in &wanted {
+                if existing.contains_key(addr) {
+                    continue;
+                }
+                let inherited = lock(&self.inherited).remove(addr);
+                let l = match inherited {
+                    Some(std) => from_std(std),
+                    None => bind_listener(*addr),
+                };
+                match l {
+                    Ok(l) => {
+                        opened.insert(*addr, l);
+                    }
+                    Err(e) => {
+                        return Err(ReloadError::Bind(format!(
+                            "Starting frontend: cannot bind socket [{}] ({}): {e}",
+                            addr, bind.loc
+                        )))
+                    }
+                }
+            }
+        }
+
+        self.global_slots
+            .store(Arc::new(Semaphore::new(effective_maxconn(
+                cfg.global.maxconn,
+            ))));
+        self.logger
+            .store(Arc::new(Logger::new(&cfg.global.logs, &cfg.global.log_tag)));
+        self.gen.store(new_gen.clone());
+
+        let mut listeners = lock(&self.listeners);
+        listeners.retain(|addr, entry| {
+            if let Some((bind, fe)) = wanted.get(addr) {
+                entry.slot.frontend.store(fe.clone());
+                let _ = bind;
+                entry.slot.changed.notify_waiters();
+                true
+            } else {
+                entry.task.abort();
+                tracing::info!("closed listener {addr}");
+                false
+            }
+        });
+        for (addr, l) in opened {
+            let Some((bind, fe)) = wanted.get(&addr) else {
+                continue;
+            };
+            let slot = Arc::new(ListenerSlot {
+                bind: bind.clone(),
+                frontend: ArcSwap::new(fe.clone()),
+                changed: Notify::new(),
+                listener: Arc::new(l),
+            });
+            let task = tokio::spawn(accept_loop(self.clone(), slot.clone()));
+            listeners.insert(addr, ListenerEntry { slot, task });
+        }
+        drop(listeners);
+
+        retire_removed(&old, &new_gen);
+        for be in &new_gen.backends {
+            for s in be.servers().iter() {
+                checker::ensure(self, s);
+            }
+        }
+        // Sockets inherited but not wanted any more are closed here.
+        lock(&self.inherited).clear();
+        Ok(())
+    }
+
+    /// Listening sockets with their addresses, for `_getsocks`.
+    pub fn listening_sockets(&self) -> Vec<(SocketAddr, String, Arc<TcpListener>)> {
+        lock(&self.listeners)
+            .iter()
+            .map(|(addr, e)| {
+                let tag = format!(
+                    "{}/{}",
+                    e.slot.frontend.load().cfg.name,
+                    e.slot.bind.name.clone().unwrap_or_default()
+                );
+                (*addr, tag, e.slot.listener.clone())
+            })
+            .collect()
+    }
+
+    /// HAProxy's soft stop: stop accepting, let sessions finish, then resolve.
+    pub async fn soft_stop(self: &Arc<Self>, hard_after: Option<Duration>) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for (_, e) in lock(&self.listeners).drain() {
+            e.task.abort();
+        }
+        tracing::warn!(
+            "Stopping frontends; {} session(s) left to finish",
+            self.sessions.active()
+        );
+        let wait = async {
+            while self.sessions.active() > 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        match hard_after {
+            Some(t) => {
+                let _ = tokio::time::timeout(t, wait).await;
+            }
+            None => wait.await,
+        }
+        self.stopped.notify_waiters();
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Accept failures (EMFILE…) are logged at most once per second.
+    fn note_accept_error(&self, e: &std::io::Error) {
+        let mut last = lock(&self.accept_errors);
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            *last = Some(Instant::now());
+            tracing::error!("accept() failed: {e}; pausing this listener briefly");
+        }
+    }
+}
+
+/// Global `maxconn`, or what the open-file limit allows (two descriptors per session).
+pub fn effective_maxconn(configured: u32) -> usize {
+    let limit = raise_nofile();
+    let by_fds = (limit.saturating_sub(100) / 2) as usize;
+    let by_fds = by_fds.max(1);
+    if configured == 0 {
+        by_fds
+    } else {
+        // Beyond the descriptor limit accept() would fail with EMFILE instead of queueing.
+        (configured as usize).min(by_fds)
+    }
+}
+
+/// Raises the soft open-file limit to the hard one, as HAProxy does; returns it.
+pub fn raise_nofile() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => {
+            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Err(_) => 1024,
+    }
+}
+
+fn build_generation(cfg: &Arc<Config>, old: &Generation) -> Generation {
+    let backends: Vec<Arc<BackendRt>> = cfg
+        .backends
+        .iter()
+        .map(|b| match old.backend(&b.name) {
+            Some(prev) if prev.cfg == *b => prev.clone(),
+            prev => {
+                let servers = b
+                    .servers
+                    .iter()
+                    .map(|s| {
+                        let before = prev.and_then(|p| p.server(&s.name));
+                        match before {
+                            Some(o) if o.cfg == *s => o,
+                            Some(o) => ServerRt::succeed(s.clone(), &b.name, &o),
+                            None => ServerRt::new(s.clone(), &b.name),
+                        }
+                    })
+                    .collect::<Vec<_>>();
+                let be = BackendRt::new(b.clone(), servers);
+                // Servers added at runtime live until `del server`, across reloads.
+                if let Some(p) = prev {
+                    for s in p.servers().iter() {
+                        let in_file = p.cfg.servers.iter().any(|c| c.name == s.name());
+                        if !in_file && be.server(s.name()).is_none() {
+                            let _ = be.add_server(s.clone());
+                        }
+                    }
+                }
+                be
+            }
+        })
+        .collect();
+    let frontends = cfg
+        .frontends
+        .iter()
+        .map(|f| {
+            let backend = f
+                .default_backend
+                .as_ref()
+                .and_then(|n| backends.iter().find(|b| b.name() == n).cloned());
+            let slots = match old.frontend(&f.name) {
+                Some(prev) if prev.cfg.maxconn == f.maxconn => prev.slots.clone(),
+                _ => Arc::new(Semaphore::new(frontend_slots(f.maxconn))),
+            };
+            Arc::new(FrontendRt {
+                backend,
+                slots,
+                cur: AtomicU32::new(0),
+                counters: Counters::default(),
+                logger: Logger::new(&f.logs, &cfg.global.log_tag),
+                cfg: f.clone(),
+            })
+        })
+        .collect();
+    Generation {
+        number: old.number + 1,
+        config: cfg.clone(),
+        frontends,
+        backends,
+    }
+}
+
+fn frontend_slots(maxconn: u32) -> usize {
+    if maxconn == 0 {
+        Semaphore::MAX_PERMITS
+    } else {
+        maxconn as usize
+    }
+}
+
+/// Servers that did not survive into the new generation stop their checks.
+fn retire_removed(old: &Generation, new: &Generation) {
+    for be in &old.backends {
+        for s in be.servers().iter() {
+            let kept = new
+                .backends
+                .iter()
+                .any(|nb| nb.servers().iter().any(|ns| Arc::ptr_eq(ns, s)));
+            if !kept {
+                s.retire();
+            }
+        }
+    }
+}
+
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    TcpListener::from_std(sock.into())
+}
+
+fn from_std(l: std::net::TcpListener) -> std::io::Result<TcpListener> {
+    l.set_nonblocking(true)?;
+    TcpListener::from_std(l)
+}
+
+async fn accept_loop(engine: Arc<Engine>, slot: Arc<ListenerSlot>) {
+    loop {
+        let fe = slot.frontend.load_full();
+        let fe_permit = tokio::select! {
+            p = fe.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = slot.changed.notified() => continue,
+        };
+        let global = engine.global_slots.load_full();
+        let Ok(global_permit) = global.acquire_owned().await else {
+            return;
+        };
+        match slot.listener.accept().await {
+            Ok((sock, peer)) => {
+                engine.cum_conns.fetch_add(1, Ordering::Relaxed);
+                let fe = slot.frontend.load_full();
+                let engine2 = engine.clone();
+                tokio::spawn(async move {
+                    engine2.actconn.fetch_add(1, Ordering::Relaxed);
+                    let permits = Permits {
+                        frontend: fe_permit,
+                        global: global_permit,
+                    };
+                    session::run(engine2.clone(), fe, sock, peer, permits).await;
+                    engine2.actconn.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+            Err(e) => {
+                engine.note_accept_error(&e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,607 @@
+//! Runtime API commands, HAProxy's words and replies. Parsing is pure
+//! ([`split_commands`], [`parse`]); [`execute`] applies a command to the engine.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::checker::announce;
+use crate::config::{self, Level};
+use crate::engine::Engine;
+use crate::health::Transition;
+use crate::state::{admin, BackendRt, ServerRt};
+use crate::stats;
+
+/// What a command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Prompt,
+    Quit,
+    ShowInfo {
+        json: bool,
+    },
+    ShowStat,
+    ShowServersState {
+        backend: Option<String>,
+    },
+    ShowBackend,
+    ShowSess,
+    ShowCliLevel,
+    ShowVersion,
+    SetState {
+        backend: String,
+        server: String,
+        state: AdminState,
+    },
+    SetHealth {
+        backend: String,
+        server: String,
+        up: bool,
+    },
+    SetWeight {
+        backend: String,
+        server: String,
+        weight: String,
+    },
+    GetWeight {
+        backend: String,
+        server: String,
+    },
+    SetAddr {
+        backend: String,
+        server: String,
+        ip: String,
+        port: Option<String>,
+    },
+    AddServer {
+        backend: String,
+        server: String,
+        args: Vec<String>,
+    },
+    DelServer {
+        backend: String,
+        server: String,
+    },
+    Reload,
+    GetSocks,
+    Unknown(String),
+    Usage(&'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminState {
+    Ready,
+    Drain,
+    Maint,
+}
+
+/// Replies rampart's runtime API gives to `help`, in HAProxy's layout.
+pub const HELP: &str = "The following commands are valid at this level:
+  add server <bk>/<srv>                   : create a new server
+  del server <bk>/<srv>                   : remove a server (in maintenance, without sessions)
+  disable server (DEPRECATED)             : disable a server for maintenance (use 'set server' instead)
+  enable server  (DEPRECATED)             : enable a disabled server (use 'set server' instead)
+  get weight <bk>/<srv>                   : report a server's current weight
+  help [<command>]                        : list matching or all commands
+  prompt                                  : toggle interactive mode with prompt
+  quit                                    : disconnect
+  reload                                  : re-read the configuration files and apply them
+  set server <bk>/<srv> [opts]            : change a server's state, weight, health or address
+  set weight <bk>/<srv>  (DEPRECATED)     : change a server's weight (use 'set server' instead)
+  show backend                            : list backends in the current running config
+  show cli level                          : display the level of the current CLI session
+  show info [json]                        : report information about the running process
+  show servers state [<backend>]          : dump volatile server information (all or for a single backend)
+  show sess                               : report the list of current sessions
+  show stat                               : report counters for each proxy and server
+  show version                            : show version of the current process
+";
+
+/// Splits a line on unescaped `;` into commands (`\;` keeps a literal semicolon).
+pub fn split_commands(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&';') => {
+                cur.push(';');
+                chars.next();
+            }
+            ';' => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn split_target(t: &str) -> Option<(String, String)> {
+    let (b, s) = t.split_once('/')?;
+    if b.is_empty() || s.is_empty() {
+        return None;
+    }
+    Some((b.to_string(), s.to_string()))
+}
+
+pub fn parse(cmd: &str) -> Command {
+    let w: Vec<&str> = cmd.split_whitespace().collect();
+    let target = |i: usize| w.get(i).and_then(|t| split_target(t));
+    match w.as_slice() {
+        ["help", ..] => Command::Help,
+        ["prompt", ..] => Command::Prompt,
+        ["quit"] => Command::Quit,
+        ["show", "info", rest @ ..] => Command::ShowInfo {
+            json: rest.contains(&"json"),
+        },
+        ["show", "stat", ..] => Command::ShowStat,
+        ["show", "servers", "state"] => Command::ShowServersState { backend: None },
+        ["show", "servers", "state", b] => Command::ShowServersState {
+            backend: Some(b.to_string()),
+        },
+        ["show", "backend"] => Command::ShowBackend,
+        ["show", "sess", ..] => Command::ShowSess,
+        ["show", "cli", "level"] => Command::ShowCliLevel,
+        ["show", "version"] => Command::ShowVersion,
+        ["reload"] => Command::Reload,
+        ["_getsocks"] => Command::GetSocks,
+        ["set", "server", _, rest @ ..] => {
+            let Some((backend, server)) = target(2) else {
+                return Command::Usage("Require 'backend/server'.\n");
+            };
+            match rest {
+                ["state", s] => match *s {
+                    "ready" => Command::SetState {
+                        backend,
+                        server,
+                        state: AdminState::Ready,
+                    },
+                    "drain" => Command::SetState {
+                        backend,
+                        server,
+                        state: AdminState::Drain,
+                    },
+                    "maint" => Command::SetState {
+                        backend,
+                        server,
+                        state: AdminState::Maint,
+                    },
+                    _ => Command::Usage(
+                        "'set server <srv> state' expects 'ready', 'drain' and 'maint'.\n",
+                    ),
+                },
+                ["health", h] => match *h {
+                    "up" => Command::SetHealth {
+                        backend,
+                        server,
+                        up: true,
+                    },
+                    "down" | "stopping" => Command::SetHealth {
+                        backend,
+                        server,
+                        up: false,
+                    },
+                    _ => Command::Usage(
+                        "'set server <srv> health' expects 'up', 'stopping', or 'down'.\n",
+                    ),
+                },
+                ["weight", v] => Command::SetWeight {
+                    backend,
+                    server,
+                    weight: v.to_string(),
+                },
+                ["addr", ip] => Command::SetAddr {
+                    backend,
+                    server,
+                    ip: ip.to_string(),
+                    port: None,
+                },
+                ["addr", ip, "port", p] => Command::SetAddr {
+                    backend,
+                    server,
+                    ip: ip.to_string(),
+                    port: Some(p.to_string()),
+                },
+                _ => Command::Usage(
+                    "'set server <srv>' only supports 'state', 'health', 'weight' and 'addr'.\n",
+                ),
+            }
+        }
+        ["set", "weight", _, v] => match target(2) {
+            Some((backend, server)) => Command::SetWeight {
+                backend,
+                server,
+                weight: v.to_string(),
+            },
+            None => Command::Usage("Require 'backend/server'.\n"),
+        },
+        ["get", "weight", _] => match target(2) {
+            Some((backend, server)) => Command::GetWeight { backend, server },
+            None => Command::Usage("Require 'backend/server'.\n"),
+        },
+        ["enable", "server", _] => match target(2) {
+            Some((backend, server)) => Command::SetState {
+                backend,
+                server,
+                state: AdminState::Ready,
+            },
+            None => Command::Usage("Require 'backend/server'.\n"),
+        },
+        ["disable", "server", _] => match target(2) {
+            Some((backend, server)) => Command::SetState {
+                backend,
+                server,
+                state: AdminState::Maint,
+            },
+            None => Command::Usage("Require 'backend/server'.\n"),
+        },
+        ["add", "server", _, args @ ..] => match target(2) {
+            Some((backend, server)) if !args.is_empty() => Command::AddServer {
+                backend,
+                server,
+                args: args.iter().map(|s| s.to_string()).collect(),
+            },
+            Some(_) => Command::Usage("'add server' expects an address.\n"),
+            None => Command::Usage("Require 'backend/server'.\n"),
+        },
+        ["del", "server", _] => match target(2) {
+            Some((backend, server)) => Command::DelServer { backend, server },
+            None => Command::Usage("Require 'backend/server'.\n"),
+        },
+        _ => Command::Unknown(cmd.to_string()),
+    }
+}
+
+/// The level a command needs.
+pub fn required_level(c: &Command) -> Level {
+    match c {
+        Command::SetState { .. }
+        | Command::SetHealth { .. }
+        | Command::SetWeight { .. }
+        | Command::SetAddr { .. }
+        | Command::AddServer { .. }
+        | Command::DelServer { .. }
+        | Command::Reload
+        | Command::GetSocks => Level::Admin,
+        Command::ShowSess => Level::Operator,
+        _ => Level::User,
+    }
+}
+
+/// Parses `W` or `W%` (of the configured weight) within HAProxy's 0..=256.
+pub fn parse_weight(v: &str, initial: u32) -> Result<u32, String> {
+    let (num, pct) = match v.strip_suffix('%') {
+        Some(n) => (n, true),
+        None => (v, false),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| "Require <weight> or <weight%>.\n".to_string())?;
+    let w = if pct { n * u64::from(initial) / 100 } else { n };
+    if w > 256 {
+        return Err(if pct {
+            "Relative weight too large.\n".into()
+        } else {
+            "Absolute weight can only be between 0 and 256 inclusive.\n".into()
+        });
+    }
+    Ok(w as u32)
+}
+
+fn find(engine: &Engine, b: &str, s: &str) -> Result<(Arc<BackendRt>, Arc<ServerRt>), String> {
+    let gen = engine.current();
+    let be = gen.backend(b).ok_or("No such backend.\n")?.clone();
+    let srv = be.server(s).ok_or("No such server.\n")?;
+    Ok((be, srv))
+}
+
+/// Runs one command; `Reload` and `GetSocks` are handled by the socket shell.
+pub fn execute(engine: &Arc<Engine>, cmd: &Command, level: Level) -> String {
+    if level < required_level(cmd) {
+        return "Permission denied\n".into();
+    }
+    let r = match cmd {
+        Command::Help | Command::Unknown(_) => Ok(match cmd {
+            Command::Unknown(_) => format!("Unknown command, but maybe one of the following ones is a better match:\n{}", &HELP[HELP.find('\n').map_or(0, |i| i + 1)..]),
+            _ => HELP.to_string(),
+        }),
+        Command::Usage(u) => Err(u.to_string()),
+        Command::ShowInfo { json } => Ok(stats::show_info(engine, *json)),
+        Command::ShowStat => Ok(stats::show_stat(engine)),
+        Command::ShowServersState { backend } => stats::show_servers_state(engine, backend.as_deref()),
+        Command::ShowBackend => {
+            let mut s = String::from("# name\n");
+            for b in &engine.current().backends {
+                s.push_str(b.name());
+                s.push('\n');
+            }
+            Ok(s)
+        }
+        Command::ShowSess => Ok(show_sess(engine)),
+        Command::ShowCliLevel => Ok(format!("{}\n", level.as_str())),
+        Command::ShowVersion => Ok(format!("{}\n", env!("CARGO_PKG_VERSION"))),
+        Command::SetState { backend, server, state } => find(engine, backend, server).map(|(be, s)| set_state(engine, &be, &s, *state)),
+        Command::SetHealth { backend, server, up } => find(engine, backend, server).map(|(be, s)| {
+            let t = s.force_health(*up);
+            after_transition(engine, &be, &s, t, "Server health forced by 'stats socket command'");
+            "\n".to_string()
+        }),
+        Command::SetWeight { backend, server, weight } => find(engine, backend, server).and_then(|(be, s)| {
+            if !be.cfg.algorithm.is_dynamic(be.cfg.hash_type) && parse_weight(weight, s.cfg.weight)? != 0 && parse_weight(weight, s.cfg.weight)? != s.cfg.weight {
+                return Err("Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.\n".into());
+            }
+            let w = parse_weight(weight, s.cfg.weight)?;
+            s.set_weight(w);
+            be.dispatch();
+            Ok("\n".to_string())
+        }),
+        Command::GetWeight { backend, server } => find(engine, backend, server).map(|(_, s)| format!("{} (initial {})\n", s.weight(), s.cfg.weight)),
+        Command::SetAddr { backend, server, ip, port } => find(engine, backend, server).and_then(|(_, s)| set_addr(&s, ip, port.as_deref())),
+        Command::AddServer { backend, server, args } => add_server(engine, backend, server, args),
+        Command::DelServer { backend, server } => del_server(engine, backend, server),
+        Command::Prompt | Command::Quit | Command::Reload | Command::GetSocks => Ok(String::new()),
+    };
+    r.unwrap_or_else(|e| e)
+}
+
+fn set_state(engine: &Engine, be: &Arc<BackendRt>, s: &Arc<ServerRt>, state: AdminState) -> String {
+    let was_maint = s.in_maint();
+    let was_drain = s.draining();
+    match state {
+        AdminState::Ready => {
+            s.set_admin(0, admin::FMAINT | admin::CMAINT | admin::FDRAIN);
+            be.dispatch();
+            if was_maint {
+                let line = format!(
+                    "Server {}/{} is {} (leaving forced maintenance).",
+                    be.name(),
+                    s.name(),
+                    if s.is_up() { "UP" } else { "DOWN" }
+                );
+                announce(engine, be, &line, Transition::WentUp);
+            } else if was_drain {
+                let line = format!(
+                    "Server {}/{} is UP (leaving forced drain).",
+                    be.name(),
+                    s.name()
+                );
+                announce(engine, be, &line, Transition::WentUp);
+            }
+        }
+        AdminState::Drain => {
+            s.set_admin(admin::FDRAIN, admin::FMAINT | admin::CMAINT);
+            let requeued = be.redistribute(s);
+            if !was_drain {
+                let (act, bck) = be.usable_counts();
+                let line = format!("Server {}/{} enters drain state. {} active and {} backup servers left. {} sessions active, {} requeued, 0 remaining in queue.", be.name(), s.name(), act, bck, s.cur.load(Ordering::Relaxed), requeued);
+                announce(engine, be, &line, Transition::None);
+            }
+        }
+        AdminState::Maint => {
+            s.set_admin(admin::FMAINT, admin::FDRAIN);
+            let requeued = be.redistribute(s);
+            if !was_maint {
+                let (act, bck) = be.usable_counts();
+                let line = format!("Server {}/{} is going DOWN for maintenance. {} active and {} backup servers left. {} sessions active, {} requeued, 0 remaining in queue.", be.name(), s.name(), act, bck, s.cur.load(Ordering::Relaxed), requeued);
+                announce(engine, be, &line, Transition::WentDown);
+            }
+        }
+    }
+    be.mark_changed();
+    "\n".to_string()
+}
+
+fn after_transition(
+    engine: &Engine,
+    be: &Arc<BackendRt>,
+    s: &Arc<ServerRt>,
+    t: Transition,
+    why: &str,
+) {
+    let line = match t {
+        Transition::None => return,
+        Transition::WentUp => {
+            be.dispatch();
+            format!("Server {}/{} is UP, reason: {why}.", be.name(), s.name())
+        }
+        Transition::WentDown => {
+            be.redistribute(s);
+            format!("Server {}/{} is DOWN, reason: {why}.", be.name(), s.name())
+        }
+    };
+    be.mark_changed();
+    announce(engine, be, &line, t);
+}
+
+fn set_addr(s: &ServerRt, ip: &str, port: Option<&str>) -> Result<String, String> {
+    let ip: IpAddr = ip.parse().map_err(|_| format!("Invalid addr '{ip}'.\n"))?;
+    let old = s.addr();
+    let new_port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or(format!("Invalid port '{p}'.\n"))?,
+        None => old.port(),
+    };
+    let new = SocketAddr::new(ip, new_port);
+    if new == old {
+        return Ok("no need to change the addr, port\n".into());
+    }
+    s.set_addr(new);
+    let mut msg = String::new();
+    if ip != old.ip() {
+        msg.push_str(&format!("IP changed from '{}' to '{}'", old.ip(), ip));
+    }
+    if new_port != old.port() {
+        if !msg.is_empty() {
+            msg.push_str(", ");
+        }
+        msg.push_str(&format!(
+            "port changed from '{}' to '{}'",
+            old.port(),
+            new_port
+        ));
+    }
+    msg.push_str(" by 'stats socket command'\n");
+    tracing::info!("{}/{}: {}", s.backend_name, s.name(), msg.trim_end());
+    Ok(msg)
+}
+
+fn add_server(
+    engine: &Arc<Engine>,
+    backend: &str,
+    server: &str,
+    args: &[String],
+) -> Result<String, String> {
+    let gen = engine.current();
+    let be = gen.backend(backend).ok_or("No such backend.\n")?;
+    if !be.cfg.algorithm.is_dynamic(be.cfg.hash_type) {
+        return Err(
+            "Backend must use a dynamic load balancing to support dynamic servers.\n".into(),
+        );
+    }
+    if be.server(server).is_some() {
+        return Err("Already exists a server with the same name in backend.\n".into());
+    }
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cfg = config::parse_server_spec(server, &words, None).map_err(|e| format!("{e}\n"))?;
+    cfg.id = be.next_server_id();
+    let srv = ServerRt::new(cfg, backend);
+    // As HAProxy does, a dynamic server starts in maintenance until enabled.
+    srv.set_admin(admin::FMAINT, 0);
+    be.add_server(srv.clone()).map_err(|e| format!("{e}\n"))?;
+    crate::checker::ensure(engine, &srv);
+    tracing::info!(
+        "New server {}/{} registered at {}",
+        backend,
+        server,
+        srv.addr()
+    );
+    Ok("New server registered.\n".into())
+}
+
+fn del_server(engine: &Engine, backend: &str, server: &str) -> Result<String, String> {
+    let (be, s) = find(engine, backend, server)?;
+    if !s.in_maint() {
+        return Err("Only servers in maintenance mode can be deleted.\n".into());
+    }
+    if s.cur.load(Ordering::SeqCst) > 0 || s.queued() > 0 {
+        return Err("Server still has connections attached to it, cannot remove it.\n".into());
+    }
+    be.remove_server(server);
+    tracing::info!("Server {}/{} deleted", backend, server);
+    Ok("Server deleted.\n".into())
+}
+
+fn show_sess(engine: &Engine) -> String {
+    let mut out = String::new();
+    for e in engine.sessions.snapshot() {
+        let (be, srv) = match e.target() {
+            Some((b, s)) => (b.as_str(), s.as_str()),
+            None => ("<NONE>", "<none>"),
+        };
+        let proto = if e.client.is_ipv4() { "tcpv4" } else { "tcpv6" };
+        out.push_str(&format!(
+            "0x{:x}: proto={proto} src={} fe={} be={be} srv={srv} age={}s\n",
+            e.id,
+            e.client,
+            e.frontend,
+            e.started.elapsed().as_secs()
+        ));
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn semicolons_split_commands_unless_escaped() {
+        assert_eq!(
+            split_commands("show info; show stat"),
+            vec!["show info", "show stat"]
+        );
+        assert_eq!(split_commands("a\\;b ; c;;"), vec!["a;b", "c"]);
+        assert!(split_commands("  ").is_empty());
+    }
+
+    #[test]
+    fn parses_haproxy_commands() {
+        assert_eq!(
+            parse("set server be/s1 state drain"),
+            Command::SetState {
+                backend: "be".into(),
+                server: "s1".into(),
+                state: AdminState::Drain
+            }
+        );
+        assert_eq!(
+            parse("disable server be/s1"),
+            Command::SetState {
+                backend: "be".into(),
+                server: "s1".into(),
+                state: AdminState::Maint
+            }
+        );
+        assert_eq!(
+            parse("set server be/s1 addr 10.0.0.1 port 80"),
+            Command::SetAddr {
+                backend: "be".into(),
+                server: "s1".into(),
+                ip: "10.0.0.1".into(),
+                port: Some("80".into())
+            }
+        );
+        assert_eq!(
+            parse("show servers state be"),
+            Command::ShowServersState {
+                backend: Some("be".into())
+            }
+        );
+        assert!(matches!(
+            parse("set server nobackend state ready"),
+            Command::Usage(_)
+        ));
+        assert!(matches!(
+            parse("set server be/s state sleepy"),
+            Command::Usage(_)
+        ));
+        assert!(matches!(parse("frobnicate"), Command::Unknown(_)));
+        assert_eq!(
+            parse("add server be/s9 127.0.0.1:80 check weight 5"),
+            Command::AddServer {
+                backend: "be".into(),
+                server: "s9".into(),
+                args: vec![
+                    "127.0.0.1:80".into(),
+                    "check".into(),
+                    "weight".into(),
+                    "5".into()
+                ]
+            }
+        );
+    }
+
+    #[test]
+    fn weights_absolute_and_relative() {
+        assert_eq!(parse_weight("5", 2), Ok(5));
+        assert_eq!(parse_weight("50%", 10), Ok(5));
+        assert!(parse_weight("300", 1).is_err());
+        assert!(parse_weight("x", 1).is_err());
+        assert!(parse_weight("1000%", 100).is_err());
+    }
+
+    #[test]
+    fn levels_guard_writes() {
+        assert_eq!(required_level(&parse("show stat")), Level::User);
+        assert_eq!(required_level(&parse("disable server b/s")), Level::Admin);
+        assert_eq!(required_level(&parse("reload")), Level::Admin);
+    }
+}

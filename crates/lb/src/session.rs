@@ -1,0 +1,273 @@
+//! One proxied TCP session: choose a server (queueing if needed), connect with retries
+//! and redispatch, forward, then log in HAProxy's tcplog shape.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::balance::source_key;
+use crate::config::{Mode, Redispatch};
+use crate::engine::{Engine, FrontendRt, SessionEntry};
+use crate::forward::{self, IdleTimeouts};
+use crate::log::{format_connect, format_tcplog, SessionLog};
+use crate::state::{AssignError, Assigned, BackendRt, Counters};
+
+const LOG_INFO: u8 = 6;
+
+/// Permits held for the whole session: the frontend's and the process's `maxconn`.
+pub struct Permits {
+    pub frontend: OwnedSemaphorePermit,
+    pub global: OwnedSemaphorePermit,
+}
+
+pub async fn run(
+    engine: Arc<Engine>,
+    fe: Arc<FrontendRt>,
+    client: TcpStream,
+    peer: SocketAddr,
+    permits: Permits,
+) {
+    let accepted_at = SystemTime::now();
+    let t0 = Instant::now();
+    let _ = client.set_nodelay(true);
+    let local = client.local_addr().unwrap_or(peer);
+    let entry = engine.sessions.register(peer, &fe.cfg.name);
+    let fe_now = fe.cur.fetch_add(1, Ordering::Relaxed) + 1;
+    Counters::add(&fe.counters.stot, 1);
+    Counters::raise_max(&fe.counters.smax, fe_now);
+
+    let mut log = SessionLog {
+        client: peer,
+        accept_time: accepted_at,
+        frontend: fe.cfg.name.clone(),
+        backend: fe.cfg.name.clone(),
+        server: None,
+        tw_ms: None,
+        tc_ms: None,
+        tt_ms: 0,
+        bytes_read: 0,
+        termination: *b"--",
+        actconn: engine.actconn.load(Ordering::Relaxed),
+        feconn: fe_now,
+        beconn: 0,
+        srv_conn: 0,
+        retries: 0,
+        redispatched: false,
+        srv_queue: 0,
+        backend_queue: 0,
+    };
+    if !fe.logger.is_empty() && !fe.cfg.log_options.tcplog {
+        fe.logger
+            .send(LOG_INFO, &format_connect(&log, local, fe.cfg.mode));
+    }
+
+    let bytes_in = match &fe.backend {
+        Some(be) => proxy(&fe, be, &client, peer, &entry, &mut log).await,
+        None => {
+            log.termination = *b"SC";
+            0
+        }
+    };
+
+    log.tt_ms = t0.elapsed().as_millis() as u64;
+    Counters::add(&fe.counters.bytes_in, bytes_in);
+    Counters::add(&fe.counters.bytes_out, log.bytes_read);
+    fe.cur.fetch_sub(1, Ordering::Relaxed);
+    drop(permits);
+    let null = bytes_in == 0 && fe.cfg.log_options.dontlognull;
+    if fe.cfg.log_options.tcplog && !fe.logger.is_empty() && !null {
+        fe.logger
+            .send(LOG_INFO, &format_tcplog(&log, fe.logger.offset()));
+    }
+}
+
+/// Everything after the frontend accepted: returns bytes received from the client.
+async fn proxy(
+    fe: &FrontendRt,
+    be: &Arc<BackendRt>,
+    client: &TcpStream,
+    peer: SocketAddr,
+    entry: &SessionEntry,
+    log: &mut SessionLog,
+) -> u64 {
+    log.backend = be.name().to_string();
+    let be_now = be.cur.fetch_add(1, Ordering::Relaxed) + 1;
+    Counters::add(&be.counters.stot, 1);
+    Counters::raise_max(&be.counters.smax, be_now);
+    log.beconn = be_now;
+    let _be_cur = DecOnDrop(&be.cur);
+
+    let t = &be.cfg.timeouts;
+    let key = source_key(peer.ip());
+    let queue_timeout = t.queue.or(t.connect);
+    let (assigned, server, tc_ms) = match connect(be, key, queue_timeout, log).await {
+        Some(x) => x,
+        None => return 0,
+    };
+    let srv = assigned.slot.server().clone();
+    entry.set_server(be.name(), srv.name());
+    log.server = Some(srv.name().to_string());
+    log.tw_ms = Some(assigned.queued_for.as_millis() as u64);
+    log.tc_ms = Some(tc_ms);
+    log.srv_conn = srv.cur.load(Ordering::Relaxed);
+    log.srv_queue = assigned.srv_queue;
+    log.backend_queue = assigned.backend_queue;
+    Counters::add(&srv.counters.stot, 1);
+
+    let out = forward::forward(client, &server, idle_timeouts(fe, be)).await;
+    log.bytes_read = out.server_to_client;
+    log.termination = out.termination;
+    match out.termination[0] {
+        b'C' | b'c' => {
+            Counters::add(&srv.counters.cli_abrt, 1);
+            Counters::add(&be.counters.cli_abrt, 1);
+        }
+        b'S' | b's' => {
+            Counters::add(&srv.counters.srv_abrt, 1);
+            Counters::add(&be.counters.srv_abrt, 1);
+        }
+        _ => {}
+    }
+    for c in [&srv.counters, &be.counters] {
+        Counters::add(&c.bytes_in, out.client_to_server);
+        Counters::add(&c.bytes_out, out.server_to_client);
+    }
+    drop(assigned);
+    out.client_to_server
+}
+
+/// Picks a server and connects, retrying `retries` times; redispatches per
+/// `option redispatch` or when the server stopped being usable.
+async fn connect(
+    be: &Arc<BackendRt>,
+    key: u64,
+    queue_timeout: Option<Duration>,
+    log: &mut SessionLog,
+) -> Option<(Assigned, TcpStream, u64)> {
+    let t = &be.cfg.timeouts;
+    let mut assigned = assign(be, key, None, queue_timeout, log).await?;
+    let mut retries = 0u32;
+    loop {
+        let srv = assigned.slot.server().clone();
+        let started = Instant::now();
+        let attempt = match t.connect {
+            Some(limit) => tokio::time::timeout(limit, TcpStream::connect(srv.addr())).await,
+            None => Ok(TcpStream::connect(srv.addr()).await),
+        };
+        let timed_out = match attempt {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                return Some((assigned, stream, started.elapsed().as_millis() as u64));
+            }
+            Ok(Err(_)) => false,
+            Err(_) => true,
+        };
+        Counters::add(&srv.counters.econ, 1);
+        Counters::add(&be.counters.econ, 1);
+        if retries >= be.cfg.retries {
+            log.server = Some(srv.name().to_string());
+            log.retries = retries;
+            log.termination = if timed_out { *b"sC" } else { *b"SC" };
+            log.tw_ms = Some(assigned.queued_for.as_millis() as u64);
+            return None;
+        }
+        retries += 1;
+        log.retries = retries;
+        Counters::add(&srv.counters.wretr, 1);
+        Counters::add(&be.counters.wretr, 1);
+        let move_on = !srv.usable() || redispatch_now(be.cfg.redispatch, retries, be.cfg.retries);
+        if move_on && be.cfg.redispatch.is_some() {
+            drop(assigned);
+            Counters::add(&srv.counters.wredis, 1);
+            Counters::add(&be.counters.wredis, 1);
+            log.redispatched = true;
+            assigned = assign(be, key, Some(srv.cfg.id), queue_timeout, log).await?;
+        } else if !timed_out {
+            // HAProxy's turn-around delay before hitting a refusing server again.
+            let pause = t
+                .connect
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1));
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+async fn assign(
+    be: &Arc<BackendRt>,
+    key: u64,
+    avoid: Option<u32>,
+    queue_timeout: Option<Duration>,
+    log: &mut SessionLog,
+) -> Option<Assigned> {
+    match be.assign(key, avoid, queue_timeout).await {
+        Ok(a) => Some(a),
+        Err(e) => {
+            log.termination = match e {
+                AssignError::QueueTimeout => *b"sQ",
+                AssignError::NoServer | AssignError::Full => *b"SC",
+            };
+            None
+        }
+    }
+}
+
+/// HAProxy: a positive interval redispatches on every Nth retry, a negative one on the
+/// Nth retry before the last (-1: the last retry).
+pub fn redispatch_now(r: Option<Redispatch>, retry: u32, retries: u32) -> bool {
+    match r {
+        None => false,
+        Some(Redispatch { interval }) if interval > 0 => retry % interval as u32 == 0,
+        Some(Redispatch { interval }) => {
+            i64::from(retry) == i64::from(retries) + 1 + i64::from(interval)
+        }
+    }
+}
+
+/// `timeout tunnel` replaces client and server timeouts once connected (TCP mode).
+fn idle_timeouts(fe: &FrontendRt, be: &BackendRt) -> IdleTimeouts {
+    let tunnel = be
+        .cfg
+        .timeouts
+        .tunnel
+        .filter(|_| be.cfg.mode == Mode::Tcp || fe.cfg.mode == Mode::Tcp);
+    IdleTimeouts {
+        client: tunnel.or(fe.cfg.timeouts.client),
+        server: tunnel.or(be.cfg.timeouts.server),
+        client_fin: fe.cfg.timeouts.client_fin,
+        server_fin: be.cfg.timeouts.server_fin,
+    }
+}
+
+struct DecOnDrop<'a>(&'a std::sync::atomic::AtomicU32);
+
+impl Drop for DecOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redispatch_interval_rules() {
+        let r = |interval| Some(Redispatch { interval });
+        assert!(!redispatch_now(None, 3, 3));
+        // Default -1: only the last retry.
+        assert!(!redispatch_now(r(-1), 1, 3));
+        assert!(!redispatch_now(r(-1), 2, 3));
+        assert!(redispatch_now(r(-1), 3, 3));
+        // -2: the retry before the last.
+        assert!(redispatch_now(r(-2), 2, 3));
+        // 1: every retry; 2: every second one.
+        assert!(redispatch_now(r(1), 1, 3));
+        assert!(!redispatch_now(r(2), 1, 3));
+        assert!(redispatch_now(r(2), 2, 3));
+    }
+}
