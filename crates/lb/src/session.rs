@@ -221,7 +221,7 @@ async fn assign(
 pub fn redispatch_now(r: Option<Redispatch>, retry: u32, retries: u32) -> bool {
     match r {
         None => false,
-        Some(Redispatch { interval }) if interval > 0 => retry % interval as u32 == 0,
+        Some(Redispatch { interval }) if interval > 0 => retry.is_multiple_of(interval as u32),
         Some(Redispatch { interval }) => {
             i64::from(retry) == i64::from(retries) + 1 + i64::from(interval)
         }

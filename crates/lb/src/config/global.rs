@@ -60,9 +60,18 @@ pub(crate) fn handle(
             }
         }
         "pidfile" => g.pidfile = string_arg(words, notes).map(PathBuf::from),
-        "chroot" => g.chroot = string_arg(words, notes).map(PathBuf::from),
-        "user" => g.user = string_arg(words, notes),
-        "group" => g.group = string_arg(words, notes),
+        "chroot" => {
+            g.chroot = string_arg(words, notes).map(PathBuf::from);
+            not_applied(words, notes);
+        }
+        "user" => {
+            g.user = string_arg(words, notes);
+            not_applied(words, notes);
+        }
+        "group" => {
+            g.group = string_arg(words, notes);
+            not_applied(words, notes);
+        }
         "log-tag" => {
             if let Some(tag) = string_arg(words, notes) {
                 g.log_tag = tag;
@@ -252,4 +261,14 @@ fn stats_socket_option(
         },
     }
     Some(nargs)
+}
+
+/// rampart re-reads its files and may bind new ports on reload from the same process,
+/// so it keeps the rights it was started with instead of chrooting or switching users.
+fn not_applied(words: &[String], notes: &mut Notes) {
+    notes.warn(format!(
+        "'{}' is accepted but not applied: rampart keeps its start-up rights to re-read its files \
+         and bind new ports on reload; run it as an unprivileged user with CAP_NET_BIND_SERVICE instead.",
+        words[0]
+    ));
 }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use notes::Notes;
 use parser::Parser;
-use server::{build_server, Origin, ServerTemplate};
+use server::{build_server, Origin, ServerTemplate, Site};
 
 /// A configuration that cannot be used: every alert, with the warnings seen
 /// along the way, in the order they were found.
@@ -118,16 +118,14 @@ pub fn parse_server_spec(
 ) -> Result<Server, String> {
     let words: Vec<String> = words.iter().map(|w| (*w).to_string()).collect();
     let mut notes = Notes::default();
-    let server = build_server(
-        name,
-        &words,
-        &ServerTemplate::default(),
-        Origin::Runtime,
+    let loc = Loc::default();
+    let site = Site {
+        origin: Origin::Runtime,
         default_port,
-        &system_resolver,
-        &Loc::default(),
-        &mut notes,
-    );
+        resolver: &system_resolver,
+        loc: &loc,
+    };
+    let server = build_server(name, &words, &ServerTemplate::default(), &site, &mut notes);
     match server {
         Some(s) if !notes.has_alert() => Ok(s),
         _ => Err(notes

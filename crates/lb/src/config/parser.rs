@@ -138,6 +138,9 @@ impl<'r> Parser<'r> {
                 format!("negation is only supported for 'option' and 'log' (got 'no {kw}')."),
             );
         }
+        if kw.starts_with('.') {
+            return self.dot_directive(words, loc);
+        }
         if SECTIONS.contains(&kw) {
             return self.open_section(words, loc);
         }
@@ -151,6 +154,31 @@ impl<'r> Parser<'r> {
             return;
         }
         self.directive(words, negated, loc);
+    }
+
+    /// HAProxy's `.warning`/`.alert`/`.notice`/`.diag` messages and `.if`
+    /// blocks, which may appear anywhere.
+    fn dot_directive(&mut self, words: &[String], loc: &Loc) {
+        let text = words[1..].join(" ");
+        let (severity, message) = match words[0].as_str() {
+            ".warning" => (Severity::Warning, text),
+            ".alert" => (Severity::Alert, text),
+            // Informational output, not a diagnostic about the configuration.
+            ".notice" | ".diag" => return,
+            ".if" | ".elif" | ".else" | ".endif" => (
+                Severity::Alert,
+                format!(
+                    "conditional blocks ('{}') are not supported by rampart yet.",
+                    words[0]
+                ),
+            ),
+            other => (Severity::Alert, format!("unknown directive '{other}'.")),
+        };
+        self.diags.push(Diagnostic {
+            severity,
+            loc: Some(loc.clone()),
+            message,
+        });
     }
 
     fn directive(&mut self, words: &[String], negated: bool, loc: &Loc) {

@@ -12,7 +12,7 @@ use super::model::{
 };
 use super::notes::{too_many_args, Notes};
 use super::proxy_kw;
-use super::server::{apply_options, build_server, Origin, ServerTemplate};
+use super::server::{apply_options, build_server, Origin, ServerTemplate, Site};
 use super::units::parse_uint;
 
 /// What kind of section a draft comes from; decides its capabilities.
@@ -280,17 +280,13 @@ fn server(px: &mut ProxyDraft, words: &[String], cx: &LineCtx, notes: &mut Notes
         notes.alert("'server' expects <name> and <addr>[:<port>] as arguments.");
         return;
     };
-    let tpl = px.server_defaults.clone();
-    if let Some(s) = build_server(
-        name,
-        &words[2..],
-        &tpl,
-        Origin::Config,
-        None,
-        cx.resolver,
-        cx.loc,
-        notes,
-    ) {
+    let site = Site {
+        origin: Origin::Config,
+        default_port: None,
+        resolver: cx.resolver,
+        loc: cx.loc,
+    };
+    if let Some(s) = build_server(name, &words[2..], &px.server_defaults, &site, notes) {
         px.servers.push(s);
     }
 }
@@ -335,10 +331,16 @@ fn other_keyword(px: &ProxyDraft, words: &[String], notes: &mut Notes) {
     let kw = words[0].as_str();
     if PROXY_UNSUPPORTED.contains(&kw) {
         notes.alert(format!("'{kw}' is not supported by rampart yet."));
-    } else if PROXY_IGNORED.contains(&kw) {
+    } else if RULES.contains(&kw) {
         if kw == "use_backend" && px.forbid_in_defaults(kw, notes) {
             return;
         }
+        // Running without these would change who gets in or where traffic goes.
+        notes.alert(format!(
+            "'{kw}' is not supported by rampart yet (ACLs and rules arrive with HTTP support); \
+             refusing the configuration rather than running without these rules."
+        ));
+    } else if PROXY_IGNORED.contains(&kw) {
         notes.warn(ignored_reason(kw));
     } else {
         let hint = suggest(kw, proxy_candidates())
@@ -351,26 +353,25 @@ fn other_keyword(px: &ProxyDraft, words: &[String], notes: &mut Notes) {
     }
 }
 
+/// Rule keywords: not applied yet, so a configuration using them is refused.
+const RULES: &[&str] = &[
+    "use_backend",
+    "acl",
+    "tcp-request",
+    "tcp-response",
+    "http-request",
+    "http-response",
+    "http-after-response",
+    "redirect",
+    "use-server",
+    "disabled",
+];
+
 fn ignored_reason(kw: &str) -> String {
     match kw {
-        "use_backend" => {
-            "'use_backend' is ignored by rampart for now: connections go to the default_backend."
-                .into()
-        }
-        "acl"
-        | "tcp-request"
-        | "tcp-response"
-        | "http-request"
-        | "http-response"
-        | "http-after-response"
-        | "redirect"
-        | "use-server" => format!(
-            "'{kw}' is ignored by rampart (no ACL/rule support yet): its rules are NOT applied."
-        ),
         "stats" => {
             "'stats' in a proxy is ignored by rampart (no stats page; use the stats socket).".into()
         }
-        "disabled" => "'disabled' is ignored by rampart: the proxy stays enabled.".into(),
         _ => format!("'{kw}' is ignored by rampart."),
     }
 }

@@ -72,117 +72,117 @@ pub(crate) fn apply_options(
     origin: Origin,
     notes: &mut Notes,
 ) -> Option<u32> {
-    let mut id = None;
+    let mut reader = OptionReader {
+        tpl,
+        who,
+        origin,
+        notes,
+        id: None,
+    };
     let mut i = 0;
     while let Some(kw) = words.get(i) {
         let arg = words.get(i + 1).map(String::as_str);
-        match apply_one(
-            tpl,
-            kw,
-            arg,
-            words.get(i + 2..).unwrap_or(&[]),
-            who,
-            origin,
-            notes,
-            &mut id,
-        ) {
+        let rest = words.get(i + 2..).unwrap_or(&[]);
+        match reader.apply(kw, arg, rest) {
             Some(consumed) => i += 1 + consumed,
             None => break,
         }
     }
-    id
+    reader.id
 }
 
-/// Applies one keyword; returns how many arguments it consumed, or `None` to stop.
-#[allow(clippy::too_many_arguments)]
-fn apply_one(
-    tpl: &mut ServerTemplate,
-    kw: &str,
-    arg: Option<&str>,
-    rest: &[String],
-    who: &str,
+/// State while reading the options of one line.
+struct OptionReader<'a> {
+    tpl: &'a mut ServerTemplate,
+    who: &'a str,
     origin: Origin,
-    notes: &mut Notes,
-    id: &mut Option<u32>,
-) -> Option<usize> {
-    let flag = |field: &mut bool, value: bool| {
-        *field = value;
-        Some(0)
-    };
-    match kw {
-        "check" => flag(&mut tpl.check, true),
-        "no-check" => flag(&mut tpl.check, false),
-        "backup" => flag(&mut tpl.backup, true),
-        "no-backup" => flag(&mut tpl.backup, false),
-        "disabled" => flag(&mut tpl.disabled, true),
-        "enabled" => flag(&mut tpl.disabled, false),
-        "inter" | "fastinter" | "downinter" => {
-            let value = need_arg(kw, arg, who, notes)?;
-            let t = parse_interval(kw, value, who, notes)?;
-            match kw {
-                "inter" => tpl.inter = t,
-                "fastinter" => tpl.fastinter = Some(t),
-                _ => tpl.downinter = Some(t),
-            }
-            Some(1)
-        }
-        "rise" | "fall" => {
-            let value = need_arg(kw, arg, who, notes)?;
-            let n = parse_positive(kw, value, who, notes)?;
-            if kw == "rise" {
-                tpl.rise = n
-            } else {
-                tpl.fall = n
-            }
-            Some(1)
-        }
-        "port" => {
-            let value = need_arg(kw, arg, who, notes)?;
-            match parse_uint::<u16>(value) {
-                Ok(p) if p > 0 => tpl.check_port = Some(p),
-                _ => return bad_value(kw, value, "a port between 1 and 65535", who, notes),
-            }
-            Some(1)
-        }
-        "weight" => {
-            let value = need_arg(kw, arg, who, notes)?;
-            match parse_uint::<u32>(value) {
-                Ok(w) if w <= MAX_WEIGHT => tpl.weight = w,
-                _ => {
-                    let name = who.strip_prefix("server ").unwrap_or(who);
-                    notes.alert(format!(
-                        "'{who}' : weight of server {name} is not within 0 and {MAX_WEIGHT} ({value})."
-                    ));
-                    return None;
+    notes: &'a mut Notes,
+    id: Option<u32>,
+}
+
+impl OptionReader<'_> {
+    /// Applies one keyword; returns how many arguments it consumed, or `None`
+    /// to stop reading the line.
+    fn apply(&mut self, kw: &str, arg: Option<&str>, rest: &[String]) -> Option<usize> {
+        let (who, notes) = (self.who, &mut *self.notes);
+        let tpl = &mut *self.tpl;
+        match kw {
+            "check" | "no-check" => tpl.check = kw == "check",
+            "backup" | "no-backup" => tpl.backup = kw == "backup",
+            "disabled" | "enabled" => tpl.disabled = kw == "disabled",
+            "inter" | "fastinter" | "downinter" => {
+                let t = parse_interval(kw, need_arg(kw, arg, who, notes)?, who, notes)?;
+                match kw {
+                    "inter" => tpl.inter = t,
+                    "fastinter" => tpl.fastinter = Some(t),
+                    _ => tpl.downinter = Some(t),
                 }
-            }
-            Some(1)
-        }
-        "maxconn" | "maxqueue" => {
-            let value = need_arg(kw, arg, who, notes)?;
-            let Ok(n) = parse_uint::<u32>(value) else {
-                return bad_value(kw, value, "an unsigned integer", who, notes);
-            };
-            if kw == "maxconn" {
-                tpl.maxconn = n
-            } else {
-                tpl.maxqueue = n
-            }
-            Some(1)
-        }
-        "id" => {
-            let value = need_arg(kw, arg, who, notes)?;
-            if origin == Origin::Default {
-                notes.alert(format!(
-                    "'{who}' : 'id' is not supported on 'default-server' lines."
-                ));
                 return Some(1);
             }
-            *id = Some(parse_positive(kw, value, who, notes)?);
-            Some(1)
+            "rise" | "fall" => {
+                let n = parse_positive(kw, need_arg(kw, arg, who, notes)?, who, notes)?;
+                if kw == "rise" {
+                    tpl.rise = n
+                } else {
+                    tpl.fall = n
+                }
+                return Some(1);
+            }
+            "port" => {
+                let value = need_arg(kw, arg, who, notes)?;
+                match parse_uint::<u16>(value) {
+                    Ok(p) if p > 0 => tpl.check_port = Some(p),
+                    _ => return bad_value(kw, value, "a port between 1 and 65535", who, notes),
+                }
+                return Some(1);
+            }
+            "weight" => {
+                tpl.weight = parse_weight(need_arg(kw, arg, who, notes)?, who, notes)?;
+                return Some(1);
+            }
+            "maxconn" | "maxqueue" => {
+                let value = need_arg(kw, arg, who, notes)?;
+                let Ok(n) = parse_uint::<u32>(value) else {
+                    return bad_value(kw, value, "an unsigned integer", who, notes);
+                };
+                if kw == "maxconn" {
+                    tpl.maxconn = n
+                } else {
+                    tpl.maxqueue = n
+                }
+                return Some(1);
+            }
+            "id" => return self.explicit_id(arg),
+            "source" => return source(arg, rest, who, self.origin, notes),
+            _ => return table_option(kw, who, self.origin, notes),
         }
-        "source" => source(arg, rest, who, origin, notes),
-        _ => table_option(kw, who, origin, notes),
+        Some(0)
+    }
+
+    fn explicit_id(&mut self, arg: Option<&str>) -> Option<usize> {
+        let value = need_arg("id", arg, self.who, self.notes)?;
+        if self.origin == Origin::Default {
+            self.notes.alert(format!(
+                "'{}' : 'id' is not supported on 'default-server' lines.",
+                self.who
+            ));
+        } else {
+            self.id = Some(parse_positive("id", value, self.who, self.notes)?);
+        }
+        Some(1)
+    }
+}
+
+fn parse_weight(value: &str, who: &str, notes: &mut Notes) -> Option<u32> {
+    match parse_uint::<u32>(value) {
+        Ok(w) if w <= MAX_WEIGHT => Some(w),
+        _ => {
+            let name = who.strip_prefix("server ").unwrap_or(who);
+            notes.alert(format!(
+                "'{who}' : weight of server {name} is not within 0 and {MAX_WEIGHT} ({value})."
+            ));
+            None
+        }
     }
 }
 
@@ -293,18 +293,22 @@ fn why_unsupported(kw: &str) -> &'static str {
     }
 }
 
-/// Builds a server from `server NAME ADDR[:PORT] [options]`.
-///
-/// `words` starts with the address. `default_port` fills a missing port (the
-/// runtime API passes one; configuration lines do not).
+/// Where a server line comes from and how to finish it.
+pub(crate) struct Site<'a> {
+    pub origin: Origin,
+    /// Fills a missing port (the runtime API may pass one; configuration lines do not).
+    pub default_port: Option<u16>,
+    pub resolver: &'a Resolver<'a>,
+    pub loc: &'a Loc,
+}
+
+/// Builds a server from `server NAME ADDR[:PORT] [options]`; `words` starts
+/// with the address.
 pub(crate) fn build_server(
     name: &str,
     words: &[String],
     tpl: &ServerTemplate,
-    origin: Origin,
-    default_port: Option<u16>,
-    resolver: &Resolver<'_>,
-    loc: &Loc,
+    site: &Site,
     notes: &mut Notes,
 ) -> Option<Server> {
     let who = format!("server {name}");
@@ -321,18 +325,18 @@ pub(crate) fn build_server(
         return None;
     };
     let mut tpl = tpl.clone();
-    let id = apply_options(&mut tpl, &words[1..], &who, origin, notes);
+    let id = apply_options(&mut tpl, &words[1..], &who, site.origin, notes);
     if notes.has_alert() {
         return None;
     }
-    let addr = match parse_server_addr(addr_word, resolver) {
+    let addr = match parse_server_addr(addr_word, site.resolver) {
         Ok(a) => a,
         Err(e) => {
             notes.alert(format!("'{who}' : {e}."));
             return None;
         }
     };
-    let Some(port) = addr.port.or(default_port) else {
+    let Some(port) = addr.port.or(site.default_port) else {
         notes.alert(format!(
             "missing port for server '{name}' (address '{addr_word}'): rampart cannot reuse the client's destination port."
         ));
@@ -355,7 +359,7 @@ pub(crate) fn build_server(
         maxqueue: tpl.maxqueue,
         backup: tpl.backup,
         disabled: tpl.disabled,
-        loc: loc.clone(),
+        loc: site.loc.clone(),
     })
 }
 
@@ -375,14 +379,18 @@ mod tests {
     fn build(line: &str) -> (Option<Server>, Notes) {
         let mut notes = Notes::default();
         let w = words(line);
+        let loc = Loc::default();
+        let site = Site {
+            origin: Origin::Config,
+            default_port: None,
+            resolver: &no_dns,
+            loc: &loc,
+        };
         let s = build_server(
             &w[0],
             &w[1..],
             &ServerTemplate::default(),
-            Origin::Config,
-            None,
-            &no_dns,
-            &Loc::default(),
+            &site,
             &mut notes,
         );
         (s, notes)
@@ -509,14 +517,18 @@ mod tests {
     #[test]
     fn default_port_fills_missing_port() {
         let mut notes = Notes::default();
+        let loc = Loc::default();
+        let site = Site {
+            origin: Origin::Runtime,
+            default_port: Some(443),
+            resolver: &no_dns,
+            loc: &loc,
+        };
         let s = build_server(
             "s",
             &words("10.0.0.2"),
             &ServerTemplate::default(),
-            Origin::Runtime,
-            Some(443),
-            &no_dns,
-            &Loc::default(),
+            &site,
             &mut notes,
         );
         assert_eq!(s.unwrap().addr, "10.0.0.2:443".parse().unwrap());
