@@ -56,6 +56,17 @@ pub fn main(args: LbArgs) -> i32 {
         for w in &cfg.warnings {
             eprintln!("{w}");
         }
+        let (maxconn, maxpipes) = crate::engine::fd_budget(cfg.global.maxconn);
+        if cfg.global.maxconn as usize > maxconn {
+            eprintln!(
+                "[WARNING] global maxconn {} lowered to {maxconn} by the open-file limit ({}); raise 'ulimit -n' to serve more.",
+                cfg.global.maxconn,
+                crate::engine::raise_nofile()
+            );
+        }
+        if maxpipes == 0 {
+            eprintln!("[WARNING] no file descriptors left for splice pipes: forwarding falls back to buffered copies.");
+        }
     }
     let inherited = match &args.fd_socket {
         Some(path) => match take_listeners(path) {

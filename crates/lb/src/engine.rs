@@ -291,10 +291,9 @@ impl Engine {
             }
         }
 
-        self.global_slots
-            .store(Arc::new(Semaphore::new(effective_maxconn(
-                cfg.global.maxconn,
-            ))));
+        let (maxconn, maxpipes) = fd_budget(cfg.global.maxconn);
+        self.global_slots.store(Arc::new(Semaphore::new(maxconn)));
+        crate::pipes::set_max_pipes(maxpipes);
         self.logger
             .store(Arc::new(Logger::new(&cfg.global.logs, &cfg.global.log_tag)));
         self.gen.store(new_gen.clone());
@@ -382,7 +381,7 @@ impl Engine {
     }
 
     /// Accept failures (EMFILE…) are logged at most once per second.
-    fn note_accept_error(&self, e: &std::io::Error) {
+    pub fn note_accept_error(&self, e: &std::io::Error) {
         let mut last = lock(&self.accept_errors);
         if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             *last = Some(Instant::now());
@@ -393,15 +392,23 @@ impl Engine {
 
 /// Global `maxconn`, or what the open-file limit allows (two descriptors per session).
 pub fn effective_maxconn(configured: u32) -> usize {
-    let limit = raise_nofile();
-    let by_fds = (limit.saturating_sub(100) / 2) as usize;
-    let by_fds = by_fds.max(1);
-    if configured == 0 {
-        by_fds
+    fd_budget(configured).0
+}
+
+/// Splits the open-file limit between sessions (two descriptors each) and splice pipes
+/// (two each, at most one per four sessions, as HAProxy's `maxpipes`). Without a
+/// configured `maxconn`, a twentieth of the descriptors is kept for pipes first; with
+/// one, pipes get what the sessions leave, so `maxconn` is always honoured.
+pub fn fd_budget(configured: u32) -> (usize, usize) {
+    let usable = raise_nofile().saturating_sub(100) as usize;
+    let maxconn = if configured == 0 {
+        (usable - usable / 20) / 2
     } else {
         // Beyond the descriptor limit accept() would fail with EMFILE instead of queueing.
-        (configured as usize).min(by_fds)
-    }
+        (configured as usize).min(usable / 2)
+    };
+    let pipes = (usable.saturating_sub(2 * maxconn) / 2).min(maxconn / 4);
+    (maxconn.max(1), pipes)
 }
 
 /// Raises the soft open-file limit to the hard one, as HAProxy does; returns it.

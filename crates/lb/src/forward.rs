@@ -1,17 +1,22 @@
 //! Byte forwarding between a client and a server socket, both directions in one task,
 //! with HAProxy's half-close and inactivity-timeout semantics.
 //!
-//! Buffers are allocated only while data flows: a direction that would block gives its
-//! buffer back, so an idle session holds no buffer at all.
+//! Data moves with splice(2) through a kernel pipe (zero copy) or, when no pipe can be
+//! had, through a buffer. Either is held only while data flows: a direction that would
+//! block gives it back, so an idle session holds neither.
 
 use std::io;
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
+use nix::fcntl::{splice, SpliceFFlags};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use crate::pipes::{Pipe, PIPE_SIZE};
 
 const BUF_SIZE: usize = 16 * 1024;
 
@@ -113,54 +118,129 @@ fn abort_code(side: Side) -> [u8; 2] {
     }
 }
 
-/// Copies `from` → `to` until EOF (then half-closes `to`) or an error.
+/// Copies `from` → `to` until EOF (then half-closes `to`) or an error. Data moves in
+/// bursts: each burst borrows a pipe (or a buffer) and gives it back when `from` would
+/// block, so an idle direction holds neither.
 async fn pump(from: &TcpStream, to: &TcpStream, from_side: Side, shared: &Shared) -> PumpEnd {
-    let to_side = if from_side == Side::Client {
-        Side::Server
-    } else {
-        Side::Client
-    };
+    let to_side = other(from_side);
     let counter = if from_side == Side::Client {
         &shared.up_bytes
     } else {
         &shared.down_bytes
     };
-    let mut buf: Vec<u8> = Vec::new();
+    let ends = (from_side, to_side);
     loop {
         if from.readable().await.is_err() {
             return PumpEnd::Failed(from_side);
         }
-        loop {
-            if buf.is_empty() {
-                buf = vec![0u8; BUF_SIZE];
+        let burst = match Pipe::get() {
+            Some(pipe) => burst_splice(from, to, pipe, ends, counter, shared).await,
+            None => burst_copy(from, to, ends, counter, shared).await,
+        };
+        match burst {
+            Burst::Idle => {}
+            Burst::Eof => {
+                let fin = if from_side == Side::Client {
+                    &shared.client_fin
+                } else {
+                    &shared.server_fin
+                };
+                fin.store(true, Ordering::Relaxed);
+                shared.touch();
+                shared.fin_seen.notify_one();
+                // The peer may already be gone; its own direction reports that.
+                let _ = socket2::SockRef::from(to).shutdown(Shutdown::Write);
+                return PumpEnd::Eof;
             }
-            match from.try_read(&mut buf) {
-                Ok(0) => {
-                    let fin = if from_side == Side::Client {
-                        &shared.client_fin
-                    } else {
-                        &shared.server_fin
-                    };
-                    fin.store(true, Ordering::Relaxed);
-                    shared.touch();
-                    shared.fin_seen.notify_one();
-                    // The peer may already be gone; its own direction reports that.
-                    let _ = socket2::SockRef::from(to).shutdown(Shutdown::Write);
-                    return PumpEnd::Eof;
-                }
+            Burst::Failed(side) => return PumpEnd::Failed(side),
+        }
+    }
+}
+
+fn other(side: Side) -> Side {
+    if side == Side::Client {
+        Side::Server
+    } else {
+        Side::Client
+    }
+}
+
+enum Burst {
+    /// The source would block; everything read has been written.
+    Idle,
+    Eof,
+    Failed(Side),
+}
+
+/// Zero-copy: socket → pipe → socket with splice(2), never touching user memory.
+async fn burst_splice(
+    from: &TcpStream,
+    to: &TcpStream,
+    mut pipe: Pipe,
+    (from_side, to_side): (Side, Side),
+    counter: &AtomicU64,
+    shared: &Shared,
+) -> Burst {
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    loop {
+        let read = from.try_io(Interest::READABLE, || {
+            splice(from, None, pipe.write_end(), None, PIPE_SIZE, flags).map_err(io::Error::from)
+        });
+        match read {
+            Ok(0) => return Burst::Eof,
+            Ok(n) => {
+                pipe.pending = n;
+                shared.touch();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Burst::Idle,
+            Err(_) => return Burst::Failed(from_side),
+        }
+        while pipe.pending > 0 {
+            let wrote = to.try_io(Interest::WRITABLE, || {
+                splice(pipe.read_end(), None, to, None, pipe.pending, flags)
+                    .map_err(io::Error::from)
+            });
+            match wrote {
                 Ok(n) => {
-                    shared.touch();
-                    if write_all(to, &buf[..n], to_side, shared).await.is_err() {
-                        return PumpEnd::Failed(to_side);
-                    }
+                    pipe.pending -= n;
                     counter.fetch_add(n as u64, Ordering::Relaxed);
+                    shared.touch();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    buf = Vec::new();
-                    break;
+                    shared.blocked_on.store(to_side as u8, Ordering::Relaxed);
+                    let ready = to.writable().await;
+                    shared.blocked_on.store(0, Ordering::Relaxed);
+                    if ready.is_err() {
+                        return Burst::Failed(to_side);
+                    }
                 }
-                Err(_) => return PumpEnd::Failed(from_side),
+                Err(_) => return Burst::Failed(to_side),
             }
+        }
+    }
+}
+
+/// Buffered copy, used when no pipe can be had (cap reached, descriptors short).
+async fn burst_copy(
+    from: &TcpStream,
+    to: &TcpStream,
+    (from_side, to_side): (Side, Side),
+    counter: &AtomicU64,
+    shared: &Shared,
+) -> Burst {
+    let mut buf = vec![0u8; BUF_SIZE];
+    loop {
+        match from.try_read(&mut buf) {
+            Ok(0) => return Burst::Eof,
+            Ok(n) => {
+                shared.touch();
+                if write_all(to, &buf[..n], to_side, shared).await.is_err() {
+                    return Burst::Failed(to_side);
+                }
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Burst::Idle,
+            Err(_) => return Burst::Failed(from_side),
         }
     }
 }

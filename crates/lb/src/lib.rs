@@ -13,6 +13,7 @@ pub mod fdpass;
 pub mod forward;
 pub mod health;
 pub mod log;
+pub mod pipes;
 pub mod runtime_api;
 pub mod session;
 pub mod state;

@@ -44,7 +44,7 @@ pub fn serve(
                     });
                 }
                 Err(e) => {
-                    tracing::warn!("runtime API accept failed: {e}");
+                    engine.note_accept_error(&e);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
