@@ -40,6 +40,13 @@ async fn run(engine: Weak<Engine>, server: Weak<ServerRt>) {
         if srv.is_retired() || engine.is_stopping() {
             return;
         }
+        if srv.in_maint() {
+            // HAProxy pauses checks in maintenance; they restart from scratch on `ready`.
+            let inter = srv.cfg.inter;
+            drop((engine, srv));
+            tokio::time::sleep(inter).await;
+            continue;
+        }
         let be = engine.current().backend(&srv.backend_name).cloned();
         let limit = check_timeout(&srv, be.as_deref());
         let target = check_target(&srv);
@@ -48,7 +55,7 @@ async fn run(engine: Weak<Engine>, server: Weak<ServerRt>) {
         let took = started.elapsed();
         let transition = srv.record_check(result.clone(), took);
         if let Some(be) = &be {
-            report(&engine, be, &srv, transition, &result, took);
+            report(be, &srv, transition, &result, took);
         }
         let next = srv.health().next_interval();
         drop((engine, srv, be));
@@ -105,7 +112,6 @@ fn os_reason(e: &std::io::Error) -> String {
 }
 
 fn report(
-    engine: &Engine,
     be: &Arc<BackendRt>,
     srv: &Arc<ServerRt>,
     t: Transition,
@@ -147,25 +153,22 @@ fn report(
             )
         }
     };
-    announce(engine, be, &line, t);
+    announce(be, &line, t);
 }
 
-/// Sends a server state change to stderr and to the backend's and global log targets.
-pub fn announce(engine: &Engine, be: &BackendRt, line: &str, t: Transition) {
+/// Sends a server state change to stderr and to the backend's log targets (which are
+/// the global ones with `log global`), as HAProxy does.
+pub fn announce(be: &BackendRt, line: &str, t: Transition) {
     let level = if t == Transition::WentDown {
         LOG_ALERT
     } else {
         LOG_NOTICE
     };
     tracing::warn!("{line}");
-    let logger = engine.logger.load();
-    let targets: Vec<&crate::log::Logger> = Vec::from([&**logger]);
-    for l in targets {
-        l.send(level, line);
-    }
+    be.logger.send(level, line);
     if t == Transition::WentDown && be.usable_counts() == (0, 0) {
         let msg = format!("backend {} has no server available!", be.name());
         tracing::error!("{msg}");
-        logger.send(LOG_EMERG, &msg);
+        be.logger.send(LOG_EMERG, &msg);
     }
 }

@@ -176,13 +176,20 @@ async fn signals(engine: &Arc<Engine>) -> i32 {
         eprintln!("[ALERT] cannot install signal handlers");
         return 1;
     };
+    let hard_after = engine.current().config.global.hard_stop_after;
+    let mut soft_stop: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> =
+        None;
     loop {
         tokio::select! {
             _ = hup.recv() => { let _ = engine.reload().await; }
             _ = usr2.recv() => { let _ = engine.reload().await; }
-            _ = usr1.recv() => {
+            _ = usr1.recv(), if soft_stop.is_none() => {
                 tracing::warn!("soft stop requested (SIGUSR1): finishing sessions");
-                engine.soft_stop(None).await;
+                let e = engine.clone();
+                soft_stop = Some(Box::pin(async move { e.soft_stop(hard_after).await }));
+            }
+            // A soft stop runs inside this loop so SIGTERM/SIGINT still stop at once.
+            _ = async { if let Some(f) = soft_stop.as_mut() { f.await } }, if soft_stop.is_some() => {
                 tracing::warn!("all sessions finished, exiting");
                 return 0;
             }

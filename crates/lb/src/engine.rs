@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::checker;
@@ -27,13 +27,58 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A `maxconn`: a semaphore that keeps counting the sessions it admitted across reloads
+/// and is resized, not replaced, when the configured value changes.
+pub struct Limit {
+    sem: Arc<Semaphore>,
+    max: std::sync::atomic::AtomicUsize,
+}
+
+impl Limit {
+    pub fn new(max: usize) -> Arc<Limit> {
+        Arc::new(Limit {
+            sem: Arc::new(Semaphore::new(max)),
+            max: std::sync::atomic::AtomicUsize::new(max),
+        })
+    }
+
+    pub fn resize(&self, max: usize) {
+        let old = self.max.swap(max, Ordering::SeqCst);
+        if max > old {
+            self.sem.add_permits(max - old);
+        } else if max < old {
+            // Only free permits can be withdrawn now; sessions above the new limit finish
+            // normally and the excess permits they hold are withdrawn as they come back.
+            let mut owed = old - max;
+            owed -= self.sem.forget_permits(owed);
+            if owed > 0 {
+                let sem = self.sem.clone();
+                tokio::spawn(async move {
+                    if let Ok(p) = sem.acquire_many_owned(owed as u32).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+    }
+
+    pub async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
+        self.sem.clone().acquire_owned().await.ok()
+    }
+
+    pub fn max(&self) -> usize {
+        self.max.load(Ordering::SeqCst)
+    }
+}
+
 pub struct FrontendRt {
     pub cfg: Frontend,
     pub backend: Option<Arc<BackendRt>>,
     /// `maxconn` of the frontend: the accept loop waits for a permit before accepting.
-    pub slots: Arc<Semaphore>,
-    pub cur: AtomicU32,
-    pub counters: Counters,
+    pub slots: Arc<Limit>,
+    /// Live sessions and counters survive reloads (shared with the frontend it replaces).
+    pub cur: Arc<AtomicU32>,
+    pub counters: Arc<Counters>,
     pub logger: Logger,
 }
 
@@ -144,7 +189,8 @@ pub struct Engine {
     gen: ArcSwap<Generation>,
     listeners: Mutex<HashMap<SocketAddr, ListenerEntry>>,
     inherited: Mutex<HashMap<SocketAddr, std::net::TcpListener>>,
-    global_slots: ArcSwap<Semaphore>,
+    /// Process-wide `maxconn`, resized on reload.
+    global_slots: Arc<Limit>,
     pub actconn: AtomicU32,
     pub cum_conns: AtomicU64,
     pub sessions: Arc<Sessions>,
@@ -179,7 +225,6 @@ impl Engine {
         config: Config,
         opts: StartOptions,
     ) -> Result<Arc<Engine>, ReloadError> {
-        let global_slots = Semaphore::new(effective_maxconn(config.global.maxconn));
         let logger = Logger::new(&config.global.logs, &config.global.log_tag);
         let engine = Arc::new(Engine {
             files,
@@ -191,7 +236,7 @@ impl Engine {
             }),
             listeners: Mutex::new(HashMap::new()),
             inherited: Mutex::new(opts.inherited),
-            global_slots: ArcSwap::from_pointee(global_slots),
+            global_slots: Limit::new(0),
             actconn: AtomicU32::new(0),
             cum_conns: AtomicU64::new(0),
             sessions: Arc::new(Sessions::default()),
@@ -203,7 +248,9 @@ impl Engine {
             stopped: Notify::new(),
             accept_errors: Mutex::new(None),
         });
-        engine.apply(config).await?;
+        let guard = engine.reload_lock.lock().await;
+        engine.apply_locked(config)?;
+        drop(guard);
         Ok(engine)
     }
 
@@ -216,11 +263,13 @@ impl Engine {
     }
 
     pub fn global_maxconn(&self) -> usize {
-        effective_maxconn(self.current().config.global.maxconn)
+        self.global_slots.max()
     }
 
     /// Re-reads the files; a configuration with alerts never replaces the running one.
     pub async fn reload(self: &Arc<Self>) -> Result<Vec<config::Diagnostic>, ReloadError> {
+        // Parse under the lock too, so an older parse can never be applied after a newer.
+        let _g = self.reload_lock.lock().await;
         let files = self.files.clone();
         let parsed = tokio::task::spawn_blocking(move || config::load_files(&files))
             .await
@@ -233,7 +282,10 @@ impl Engine {
             }
         };
         let warnings = cfg.warnings.clone();
-        self.apply(cfg).await?;
+        if let Err(e) = self.apply_locked(cfg) {
+            tracing::error!("reload refused, keeping the running configuration: {e}");
+            return Err(e);
+        }
         tracing::info!(
             "reloaded configuration from {} (generation {})",
             self.files_text(),
@@ -249,8 +301,8 @@ impl Engine {
 
     /// Swaps in `cfg`: builds runtime objects reusing the old ones where unchanged, opens
     /// new listeners (failing before anything changes), then swaps and closes the rest.
-    async fn apply(self: &Arc<Self>, cfg: Config) -> Result<(), ReloadError> {
-        let _g = self.reload_lock.lock().await;
+    /// Callers hold `reload_lock`.
+    fn apply_locked(self: &Arc<Self>, cfg: Config) -> Result<(), ReloadError> {
         let old = self.current();
         let cfg = Arc::new(cfg);
         let new_gen = Arc::new(build_generation(&cfg, &old));
@@ -292,7 +344,7 @@ impl Engine {
         }
 
         let (maxconn, maxpipes) = fd_budget(cfg.global.maxconn);
-        self.global_slots.store(Arc::new(Semaphore::new(maxconn)));
+        self.global_slots.resize(maxconn);
         crate::pipes::set_max_pipes(maxpipes);
         self.logger
             .store(Arc::new(Logger::new(&cfg.global.logs, &cfg.global.log_tag)));
@@ -427,6 +479,7 @@ pub fn raise_nofile() -> u64 {
 }
 
 fn build_generation(cfg: &Arc<Config>, old: &Generation) -> Generation {
+    let tag = &cfg.global.log_tag;
     let backends: Vec<Arc<BackendRt>> = cfg
         .backends
         .iter()
@@ -445,14 +498,24 @@ fn build_generation(cfg: &Arc<Config>, old: &Generation) -> Generation {
                         }
                     })
                     .collect::<Vec<_>>();
-                let be = BackendRt::new(b.clone(), servers);
-                // Servers added at runtime live until `del server`, across reloads.
+                let be = BackendRt::with_logger(b.clone(), servers, Logger::new(&b.logs, tag));
+                // Servers added at runtime live until `del server`, across reloads; one
+                // whose id the file now uses gets a fresh id.
                 if let Some(p) = prev {
+                    be.adopt_queue(p);
                     for s in p.servers().iter() {
                         let in_file = p.cfg.servers.iter().any(|c| c.name == s.name());
-                        if !in_file && be.server(s.name()).is_none() {
-                            let _ = be.add_server(s.clone());
+                        if in_file || be.server(s.name()).is_some() {
+                            continue;
                         }
+                        let s = if be.servers().iter().any(|o| o.cfg.id == s.cfg.id) {
+                            let mut cfg = s.cfg.clone();
+                            cfg.id = be.next_server_id();
+                            ServerRt::succeed(cfg, &b.name, s)
+                        } else {
+                            s.clone()
+                        };
+                        let _ = be.add_server(s);
                     }
                 }
                 be
@@ -467,15 +530,19 @@ fn build_generation(cfg: &Arc<Config>, old: &Generation) -> Generation {
                 .default_backend
                 .as_ref()
                 .and_then(|n| backends.iter().find(|b| b.name() == n).cloned());
-            let slots = match old.frontend(&f.name) {
-                Some(prev) if prev.cfg.maxconn == f.maxconn => prev.slots.clone(),
-                _ => Arc::new(Semaphore::new(frontend_slots(f.maxconn))),
+            let prev = old.frontend(&f.name);
+            let slots = match prev {
+                Some(p) => {
+                    p.slots.resize(frontend_slots(f.maxconn));
+                    p.slots.clone()
+                }
+                None => Limit::new(frontend_slots(f.maxconn)),
             };
             Arc::new(FrontendRt {
                 backend,
                 slots,
-                cur: AtomicU32::new(0),
-                counters: Counters::default(),
+                cur: prev.map(|p| p.cur.clone()).unwrap_or_default(),
+                counters: prev.map(|p| p.counters.clone()).unwrap_or_default(),
                 logger: Logger::new(&f.logs, &cfg.global.log_tag),
                 cfg: f.clone(),
             })
@@ -516,6 +583,8 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
+    // As HAProxy: lets a new process bind while the old one still listens (-sf without -x).
+    sock.set_reuse_port(true)?;
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
     }
@@ -532,13 +601,17 @@ fn from_std(l: std::net::TcpListener) -> std::io::Result<TcpListener> {
 
 async fn accept_loop(engine: Arc<Engine>, slot: Arc<ListenerSlot>) {
     loop {
+        // Register for the change notice before reading the frontend, so a reload landing
+        // in between is not missed.
+        let changed = slot.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         let fe = slot.frontend.load_full();
         let fe_permit = tokio::select! {
-            p = fe.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = slot.changed.notified() => continue,
+            p = fe.slots.acquire() => match p { Some(p) => p, None => return },
+            _ = &mut changed => continue,
         };
-        let global = engine.global_slots.load_full();
-        let Ok(global_permit) = global.acquire_owned().await else {
+        let Some(global_permit) = engine.global_slots.acquire().await else {
             return;
         };
         match slot.listener.accept().await {

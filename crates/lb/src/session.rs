@@ -10,11 +10,11 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::balance::source_key;
-use crate::config::{Mode, Redispatch};
+use crate::config::{Algorithm, Mode, Redispatch};
 use crate::engine::{Engine, FrontendRt, SessionEntry};
 use crate::forward::{self, IdleTimeouts};
 use crate::log::{format_connect, format_tcplog, SessionLog};
-use crate::state::{AssignError, Assigned, BackendRt, Counters};
+use crate::state::{AssignError, Assigned, BackendRt, Counters, ServerRt};
 
 const LOG_INFO: u8 = 6;
 
@@ -140,8 +140,9 @@ async fn proxy(
     out.client_to_server
 }
 
-/// Picks a server and connects, retrying `retries` times; redispatches per
-/// `option redispatch` or when the server stopped being usable.
+/// Picks a server and connects, retrying `retries` times; a retry goes to another
+/// server when HAProxy would redispatch it. Returns the connect time (`%Tc`) measured
+/// from the first attempt.
 async fn connect(
     be: &Arc<BackendRt>,
     key: u64,
@@ -150,10 +151,10 @@ async fn connect(
 ) -> Option<(Assigned, TcpStream, u64)> {
     let t = &be.cfg.timeouts;
     let mut assigned = assign(be, key, None, queue_timeout, log).await?;
+    let first_attempt = Instant::now();
     let mut retries = 0u32;
     loop {
         let srv = assigned.slot.server().clone();
-        let started = Instant::now();
         let attempt = match t.connect {
             Some(limit) => tokio::time::timeout(limit, TcpStream::connect(srv.addr())).await,
             None => Ok(TcpStream::connect(srv.addr()).await),
@@ -161,14 +162,15 @@ async fn connect(
         let timed_out = match attempt {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                return Some((assigned, stream, started.elapsed().as_millis() as u64));
+                return Some((assigned, stream, first_attempt.elapsed().as_millis() as u64));
             }
             Ok(Err(_)) => false,
             Err(_) => true,
         };
-        Counters::add(&srv.counters.econ, 1);
-        Counters::add(&be.counters.econ, 1);
         if retries >= be.cfg.retries {
+            // HAProxy counts a connection error once, when the session gives up.
+            Counters::add(&srv.counters.econ, 1);
+            Counters::add(&be.counters.econ, 1);
             log.server = Some(srv.name().to_string());
             log.retries = retries;
             log.termination = if timed_out { *b"sC" } else { *b"SC" };
@@ -177,24 +179,36 @@ async fn connect(
         }
         retries += 1;
         log.retries = retries;
-        Counters::add(&srv.counters.wretr, 1);
-        Counters::add(&be.counters.wretr, 1);
-        let move_on = !srv.usable() || redispatch_now(be.cfg.redispatch, retries, be.cfg.retries);
-        if move_on && be.cfg.redispatch.is_some() {
+        if should_redispatch(be, &srv, retries) {
             drop(assigned);
             Counters::add(&srv.counters.wredis, 1);
             Counters::add(&be.counters.wredis, 1);
             log.redispatched = true;
             assigned = assign(be, key, Some(srv.cfg.id), queue_timeout, log).await?;
-        } else if !timed_out {
-            // HAProxy's turn-around delay before hitting a refusing server again.
-            let pause = t
-                .connect
-                .unwrap_or(Duration::from_secs(1))
-                .min(Duration::from_secs(1));
-            tokio::time::sleep(pause).await;
+        } else {
+            Counters::add(&srv.counters.wretr, 1);
+            Counters::add(&be.counters.wretr, 1);
+            if !timed_out {
+                // HAProxy's turn-around delay before hitting a refusing server again.
+                let pause = t
+                    .connect
+                    .unwrap_or(Duration::from_secs(1))
+                    .min(Duration::from_secs(1));
+                tokio::time::sleep(pause).await;
+            }
         }
     }
+}
+
+/// HAProxy (`option redispatch [interval]`) redispatches a retry when the server is no
+/// longer usable, when the interval says so, or whenever the backend has more than one
+/// usable active server and no hash-based algorithm to keep the session on its server.
+fn should_redispatch(be: &BackendRt, srv: &ServerRt, retry: u32) -> bool {
+    let Some(r) = be.cfg.redispatch else {
+        return false;
+    };
+    let spread = be.cfg.algorithm != Algorithm::Source && be.usable_counts().0 > 1;
+    !srv.usable() || spread || redispatch_now(Some(r), retry, be.cfg.retries)
 }
 
 async fn assign(
@@ -209,7 +223,7 @@ async fn assign(
         Err(e) => {
             log.termination = match e {
                 AssignError::QueueTimeout => *b"sQ",
-                AssignError::NoServer | AssignError::Full => *b"SC",
+                AssignError::NoServer => *b"SC",
             };
             None
         }
@@ -223,7 +237,8 @@ pub fn redispatch_now(r: Option<Redispatch>, retry: u32, retries: u32) -> bool {
         None => false,
         Some(Redispatch { interval }) if interval > 0 => retry.is_multiple_of(interval as u32),
         Some(Redispatch { interval }) => {
-            i64::from(retry) == i64::from(retries) + 1 + i64::from(interval)
+            let every = i64::from(retries) + 1 + i64::from(interval);
+            every > 0 && i64::from(retry) % every == 0
         }
     }
 }
@@ -263,8 +278,9 @@ mod tests {
         assert!(!redispatch_now(r(-1), 1, 3));
         assert!(!redispatch_now(r(-1), 2, 3));
         assert!(redispatch_now(r(-1), 3, 3));
-        // -2: the retry before the last.
+        // -2 with 3 retries: every second retry (HAProxy's modulo rule).
         assert!(redispatch_now(r(-2), 2, 3));
+        assert!(!redispatch_now(r(-2), 1, 3));
         // 1: every retry; 2: every second one.
         assert!(redispatch_now(r(1), 1, 3));
         assert!(!redispatch_now(r(2), 1, 3));

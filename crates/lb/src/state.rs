@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -99,6 +99,9 @@ pub struct ServerRt {
     retired: AtomicBool,
     /// A check task runs for this server (started once, stops when retired).
     pub check_started: AtomicBool,
+    /// The backend currently serving this server. A reload may share one server between
+    /// the old and the new backend object; freed slots must wake the current one.
+    owner: Mutex<Weak<BackendRt>>,
 }
 
 /// Locks ignoring poisoning: every critical section here leaves the data consistent.
@@ -109,7 +112,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl ServerRt {
     pub fn new(cfg: Server, backend_name: &str) -> Arc<Self> {
         let params = check_params(&cfg);
-        let admin = if cfg.disabled { admin::CMAINT } else { 0 };
+        // As HAProxy shows it: forced and configuration maintenance (admin state 5).
+        let admin = if cfg.disabled {
+            admin::FMAINT | admin::CMAINT
+        } else {
+            0
+        };
         Arc::new(ServerRt {
             addr: Mutex::new(cfg.addr),
             weight: AtomicU32::new(cfg.weight),
@@ -127,6 +135,7 @@ impl ServerRt {
             downtime: Mutex::new(Duration::ZERO),
             retired: AtomicBool::new(false),
             check_started: AtomicBool::new(false),
+            owner: Mutex::new(Weak::new()),
             backend_name: backend_name.to_string(),
             cfg,
         })
@@ -239,6 +248,23 @@ impl ServerRt {
         } else {
             base + self.since_last_change()
         }
+    }
+
+    fn set_owner(&self, be: &Arc<BackendRt>) {
+        *lock(&self.owner) = Arc::downgrade(be);
+    }
+
+    pub fn owner(&self) -> Option<Arc<BackendRt>> {
+        lock(&self.owner).upgrade()
+    }
+
+    /// Leaving maintenance: checks start again from HAProxy's initial state (up, one
+    /// failure away from down).
+    pub fn reset_health(&self) {
+        let params = check_params(&self.cfg);
+        *lock(&self.health) = Health::new(params);
+        *lock(&self.last_check) = None;
+        self.up.store(true, Ordering::SeqCst);
     }
 
     pub fn retire(&self) {
@@ -354,8 +380,9 @@ impl Drop for SlotGuard {
     fn drop(&mut self) {
         if self.armed {
             self.server.cur.fetch_sub(1, Ordering::SeqCst);
-            if self.backend.queued_total.load(Ordering::SeqCst) > 0 {
-                self.backend.dispatch();
+            let be = self.server.owner().unwrap_or_else(|| self.backend.clone());
+            if be.queued() > 0 {
+                be.dispatch();
             }
         }
     }
@@ -365,8 +392,6 @@ impl Drop for SlotGuard {
 pub enum AssignError {
     /// No usable server at all.
     NoServer,
-    /// Every server and every queue is full.
-    Full,
     /// Waited `timeout queue` without getting a slot.
     QueueTimeout,
 }
@@ -385,25 +410,54 @@ pub struct BackendRt {
     pub cfg: Backend,
     servers: ArcSwap<Vec<Arc<ServerRt>>>,
     balancer: Mutex<Balancer>,
-    queued_total: AtomicU32,
+    /// HAProxy's backend queue: sessions that found every server and server queue full.
+    /// Unbounded, limited in time by `timeout queue`.
+    overflow: Mutex<VecDeque<Waiter>>,
+    overflow_len: AtomicU32,
     next_waiter: AtomicU64,
     pub cur: AtomicU32,
     pub counters: Counters,
     last_change: Mutex<Instant>,
+    /// The backend's `log` targets: server state changes go there, as in HAProxy.
+    pub logger: crate::log::Logger,
 }
 
 impl BackendRt {
     pub fn new(cfg: Backend, servers: Vec<Arc<ServerRt>>) -> Arc<Self> {
-        Arc::new(BackendRt {
+        Self::with_logger(cfg, servers, crate::log::Logger::default())
+    }
+
+    pub fn with_logger(
+        cfg: Backend,
+        servers: Vec<Arc<ServerRt>>,
+        logger: crate::log::Logger,
+    ) -> Arc<Self> {
+        let be = Arc::new(BackendRt {
+            logger,
             cfg,
             servers: ArcSwap::from_pointee(servers),
             balancer: Mutex::new(Balancer::default()),
-            queued_total: AtomicU32::new(0),
+            overflow: Mutex::new(VecDeque::new()),
+            overflow_len: AtomicU32::new(0),
             next_waiter: AtomicU64::new(1),
             cur: AtomicU32::new(0),
             counters: Counters::default(),
             last_change: Mutex::new(Instant::now()),
-        })
+        });
+        for s in be.servers.load().iter() {
+            s.set_owner(&be);
+        }
+        be
+    }
+
+    /// Takes over the backend queue of the object this one replaces on a reload.
+    pub fn adopt_queue(&self, old: &BackendRt) {
+        let moved: Vec<Waiter> = lock(&old.overflow).drain(..).collect();
+        old.overflow_len.store(0, Ordering::SeqCst);
+        let mut q = lock(&self.overflow);
+        self.overflow_len
+            .fetch_add(moved.len() as u32, Ordering::SeqCst);
+        q.extend(moved);
     }
 
     pub fn name(&self) -> &str {
@@ -422,8 +476,10 @@ impl BackendRt {
             .cloned()
     }
 
+    /// Sessions waiting: in the backend queue and in every server's queue.
     pub fn queued(&self) -> u32 {
-        self.queued_total.load(Ordering::SeqCst)
+        let on_servers: u32 = self.servers.load().iter().map(|s| s.queued()).sum();
+        on_servers + self.overflow_len.load(Ordering::SeqCst)
     }
 
     pub fn since_last_change(&self) -> Duration {
@@ -457,6 +513,7 @@ impl BackendRt {
             ));
         }
         let mut next = (*current).clone();
+        server.set_owner(self);
         next.push(server);
         self.servers.store(Arc::new(next));
         self.dispatch();
@@ -549,35 +606,47 @@ impl BackendRt {
     ) -> Result<Assigned, AssignError> {
         let started = Instant::now();
         loop {
-            let (rx, id, server, sq) = {
+            let (rx, id, place, sq) = {
                 let mut bal = lock(&self.balancer);
                 let servers = self.servers.load_full();
                 let (idx, cands) = self.candidates(&servers, avoid);
                 if cands.is_empty() {
                     return Err(AssignError::NoServer);
                 }
-                match bal.pick(self.cfg.algorithm, self.cfg.hash_type, &cands, client_key) {
-                    Pick::Server(i) => {
-                        let slot = self.reserve(&servers[idx[i]]);
-                        return Ok(Assigned {
-                            slot,
-                            queued_for: started.elapsed(),
-                            srv_queue: 0,
-                            backend_queue: 0,
-                        });
-                    }
-                    Pick::Full => return Err(AssignError::Full),
-                    Pick::Queue(i) => {
-                        let server = servers[idx[i]].clone();
-                        let (tx, rx) = oneshot::channel();
-                        let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
-                        let pinned = self.cfg.algorithm == crate::config::Algorithm::Source;
-                        server.push_waiter(Waiter { id, pinned, tx });
-                        let total = self.queued_total.fetch_add(1, Ordering::SeqCst) + 1;
-                        Counters::raise_max(&self.counters.qmax, total);
-                        (rx, id, server, total)
-                    }
-                }
+                let (tx, rx) = oneshot::channel();
+                let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
+                let place =
+                    match bal.pick(self.cfg.algorithm, self.cfg.hash_type, &cands, client_key) {
+                        Pick::Server(i) => {
+                            let slot = self.reserve(&servers[idx[i]]);
+                            return Ok(Assigned {
+                                slot,
+                                queued_for: started.elapsed(),
+                                srv_queue: 0,
+                                backend_queue: 0,
+                            });
+                        }
+                        Pick::Queue(i) => {
+                            let server = servers[idx[i]].clone();
+                            let pinned = self.cfg.algorithm == crate::config::Algorithm::Source;
+                            server.push_waiter(Waiter { id, pinned, tx });
+                            Some(server)
+                        }
+                        Pick::Full => {
+                            // Every server queue is at `maxqueue`: wait in the backend queue.
+                            let mut q = lock(&self.overflow);
+                            q.push_back(Waiter {
+                                id,
+                                pinned: false,
+                                tx,
+                            });
+                            self.overflow_len.fetch_add(1, Ordering::SeqCst);
+                            None
+                        }
+                    };
+                let total = self.queued();
+                Counters::raise_max(&self.counters.qmax, total);
+                (rx, id, place, total)
             };
             // A slot may have been freed between our look and our enqueue.
             self.dispatch();
@@ -590,15 +659,18 @@ impl BackendRt {
                     return Ok(Assigned {
                         slot,
                         queued_for: started.elapsed(),
-                        srv_queue: server.queued(),
+                        srv_queue: place.as_ref().map_or(0, |s| s.queued()),
                         backend_queue: sq,
                     })
                 }
                 Ok(Ok(Grant::Redispatch)) => continue,
                 Ok(Err(_)) => return Err(AssignError::NoServer),
                 Err(_) => {
-                    if server.remove_waiter(id) {
-                        self.queued_total.fetch_sub(1, Ordering::SeqCst);
+                    match &place {
+                        Some(server) => {
+                            server.remove_waiter(id);
+                        }
+                        None => self.remove_overflow(id),
                     }
                     return Err(AssignError::QueueTimeout);
                 }
@@ -606,12 +678,27 @@ impl BackendRt {
         }
     }
 
+    fn remove_overflow(&self, id: u64) {
+        let mut q = lock(&self.overflow);
+        if let Some(at) = q.iter().position(|w| w.id == id) {
+            q.remove(at);
+            self.overflow_len.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn pop_overflow(&self) -> Option<Waiter> {
+        let mut q = lock(&self.overflow);
+        let w = q.pop_front()?;
+        self.overflow_len.fetch_sub(1, Ordering::SeqCst);
+        Some(w)
+    }
+
     /// Hands free slots to queued sessions: each server's own queue first, then
-    /// unpinned sessions queued on other servers.
+    /// unpinned sessions queued on other servers, then the backend queue.
     pub fn dispatch(self: &Arc<Self>) {
         let _bal = lock(&self.balancer);
         loop {
-            if self.queued_total.load(Ordering::SeqCst) == 0 {
+            if self.queued() == 0 {
                 return;
             }
             let servers = self.servers.load_full();
@@ -622,14 +709,16 @@ impl BackendRt {
                 if !s.has_slot() {
                     continue;
                 }
-                let waiter = s.pop_waiter(true).or_else(|| {
-                    servers
-                        .iter()
-                        .filter(|o| o.cfg.id != s.cfg.id && o.queued() > 0)
-                        .find_map(|o| o.pop_waiter(false))
-                });
+                let waiter = s
+                    .pop_waiter(true)
+                    .or_else(|| {
+                        servers
+                            .iter()
+                            .filter(|o| o.cfg.id != s.cfg.id && o.queued() > 0)
+                            .find_map(|o| o.pop_waiter(false))
+                    })
+                    .or_else(|| self.pop_overflow());
                 let Some(w) = waiter else { continue };
-                self.queued_total.fetch_sub(1, Ordering::SeqCst);
                 progressed = true;
                 let slot = self.reserve(s);
                 if let Err(Grant::Slot(slot)) = w.tx.send(Grant::Slot(slot)) {
@@ -647,7 +736,6 @@ impl BackendRt {
     pub fn redistribute(self: &Arc<Self>, server: &ServerRt) -> usize {
         let waiters = server.drain_waiters();
         let n = waiters.len();
-        self.queued_total.fetch_sub(n as u32, Ordering::SeqCst);
         for w in waiters {
             let _ = w.tx.send(Grant::Redispatch);
         }
@@ -742,15 +830,47 @@ mod tests {
     }
 
     #[test]
-    fn full_queue_is_refused() {
+    fn full_server_queues_overflow_into_the_backend_queue() {
         rt().block_on(async {
             let be = backend(Algorithm::RoundRobin, vec![server(1, 1, 1)]);
-            let _a = be.assign(0, None, None).await.expect("slot");
-            let be2 = be.clone();
-            let _queued = tokio::spawn(async move { be2.assign(0, None, None).await });
+            let first = be.assign(0, None, None).await.expect("slot");
+            let (b2, b3) = (be.clone(), be.clone());
+            let on_server = tokio::spawn(async move { b2.assign(0, None, None).await });
             tokio::task::yield_now().await;
-            let r = be.assign(0, None, None).await;
-            assert!(matches!(r, Err(AssignError::Full)));
+            let in_backend = tokio::spawn(async move { b3.assign(0, None, None).await });
+            tokio::task::yield_now().await;
+            assert_eq!(be.servers()[0].queued(), 1, "maxqueue 1 reached");
+            assert_eq!(be.queued(), 2, "the second waiter is in the backend queue");
+            drop(first);
+            let second = on_server.await.expect("join").expect("server queue first");
+            drop(second);
+            let third = in_backend
+                .await
+                .expect("join")
+                .expect("then the backend queue");
+            assert_eq!(be.queued(), 0);
+            drop(third);
+        });
+    }
+
+    #[test]
+    fn a_freed_slot_wakes_the_backend_that_now_owns_the_server() {
+        rt().block_on(async {
+            let old = backend(Algorithm::RoundRobin, vec![server(1, 1, 0)]);
+            let held = old.assign(0, None, None).await.expect("slot");
+            // A reload shares the unchanged server with a new backend object.
+            let new = BackendRt::new(old.cfg.clone(), vec![old.servers()[0].clone()]);
+            let n2 = new.clone();
+            let waiting = tokio::spawn(async move { n2.assign(0, None, None).await });
+            tokio::task::yield_now().await;
+            assert_eq!(new.queued(), 1);
+            drop(held);
+            let got = waiting
+                .await
+                .expect("join")
+                .expect("served after the old slot freed");
+            assert_eq!(new.queued(), 0);
+            drop(got);
         });
     }
 

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use crate::engine::{Engine, FrontendRt};
+use crate::health::CheckResult;
 use crate::state::{admin, BackendRt, Counters, ServerRt};
 
 /// HAProxy 2.6's `show stat` header, column for column.
@@ -109,7 +110,6 @@ pub fn show_stat(engine: &Engine) -> String {
             out.push_str(&backend_row(be, pid).line());
         }
     }
-    out.push('\n');
     out
 }
 
@@ -185,8 +185,7 @@ fn server_row(be: &BackendRt, s: &ServerRt, _pid: u32) -> Row {
         .set("ttime", 0)
         .set("addr", s.addr())
         .set("mode", be.cfg.mode.as_str())
-        .set("uweight", s.weight())
-        .set("iweight", s.cfg.weight);
+        .set("uweight", s.weight());
     if s.cfg.maxconn > 0 {
         r.set("slim", s.cfg.maxconn);
     }
@@ -282,17 +281,22 @@ pub fn show_servers_state(engine: &Engine, only: Option<&str>) -> Result<String,
         .filter(|b| only.is_none_or(|n| b.name() == n))
     {
         for s in be.servers().iter() {
-            let op = if s.is_up() { 2 } else { 0 };
+            // HAProxy's codes: op_state 0 stopped (also in maintenance), 2 running;
+            // check_status 6 L4OK, 7 L4TOUT, 8 L4CON; check_result 2 failed, 3 passed;
+            // check_state 6 enabled, 14 enabled but paused (maintenance).
+            let op = if s.is_up() && !s.in_maint() { 2 } else { 0 };
             let h = s.health();
-            // HAProxy's check_result: 0 unknown, 1 neutral, 2 failed, 3 passed, 4 conditional.
             let (status, result, state) = match (s.cfg.check, s.last_check()) {
                 (false, _) => (1, 0, 0),
-                (true, None) => (0, 0, 6),
-                (true, Some(lc)) => (
-                    if lc.result.passed() { 7 } else { 8 },
-                    if lc.result.passed() { 3 } else { 2 },
-                    6,
-                ),
+                (true, last) => {
+                    let state = if s.in_maint() { 14 } else { 6 };
+                    match last.map(|lc| lc.result) {
+                        None => (0, 0, state),
+                        Some(CheckResult::L4Ok) => (6, 3, state),
+                        Some(CheckResult::L4Tout) => (7, 2, state),
+                        Some(CheckResult::L4Con(_)) => (8, 2, state),
+                    }
+                }
             };
             let addr = s.addr();
             let _ = writeln!(
@@ -317,7 +321,6 @@ pub fn show_servers_state(engine: &Engine, only: Option<&str>) -> Result<String,
             );
         }
     }
-    out.push('\n');
     Ok(out)
 }
 
@@ -401,7 +404,6 @@ pub fn show_info(engine: &Engine, json: bool) -> String {
         for f in fields {
             let _ = writeln!(out, "{}: {}", f.name, f.value);
         }
-        out.push('\n');
         return out;
     }
     let items: Vec<String> = fields

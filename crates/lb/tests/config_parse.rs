@@ -379,11 +379,14 @@ fn global_internals_are_ignored_with_warnings() {
             "[WARNING] config : parsing [t.cfg:4] : 'nbproc' is ignored by rampart.",
             "[WARNING] config : parsing [t.cfg:5] : 'cpu-map' is ignored by rampart.",
             "[WARNING] config : parsing [t.cfg:6] : 'master-worker' is ignored by rampart.",
-            "[WARNING] config : parsing [t.cfg:7] : 'hard-stop-after' is ignored by rampart.",
             "[WARNING] config : parsing [t.cfg:8] : 'lua-load' is ignored by rampart.",
             "[WARNING] config : parsing [t.cfg:10] : 'ulimit-n' is ignored by rampart.",
             "[WARNING] config : parsing [t.cfg:11] : 'stats maxconn' is ignored by rampart.",
         ]
+    );
+    assert_eq!(
+        cfg.global.hard_stop_after,
+        Some(std::time::Duration::from_secs(30))
     );
 }
 

@@ -53,19 +53,19 @@ async fn show_commands_answer_in_haproxy_shapes() {
     assert_eq!(&row[1..6], &["be", "1", "a", "127.0.0.1", "2"]);
     // Several commands on one line, separated by ';'.
     let both = lb.cmd("show backend; get weight be/a").await;
-    assert_eq!(both, "# name\nbe\n1 (initial 1)\n");
+    assert_eq!(both, "# name\nbe\n\n1 (initial 1)\n\n");
     assert!(lb.cmd("show frobs").await.starts_with("Unknown command"));
     assert_eq!(
         lb.cmd("set server be/zz state ready").await,
-        "No such server.\n"
+        "No such server.\n\n"
     );
     assert_eq!(
         lb.cmd("set server nope/a state ready").await,
-        "No such backend.\n"
+        "No such backend.\n\n"
     );
     assert_eq!(
         lb.cmd("set server be/a weight 300").await,
-        "Absolute weight can only be between 0 and 256 inclusive.\n"
+        "Absolute weight can only be between 0 and 256 inclusive.\n\n"
     );
 }
 
@@ -112,7 +112,7 @@ async fn maint_drain_weight_and_addr_steer_new_sessions() {
     assert_eq!(
         reply,
         format!(
-            "port changed from '{}' to '{}' by 'stats socket command'\n",
+            "no need to change the addr, port changed from '{}' to '{}' by 'stats socket command'\n\n",
             b.addr.port(),
             c.addr.port()
         )
@@ -133,11 +133,11 @@ async fn add_and_del_server_at_runtime() {
     assert_eq!(
         lb.cmd(&format!("add server be/c {} weight 2", c.addr))
             .await,
-        "New server registered.\n"
+        "New server registered.\n\n"
     );
     assert_eq!(
         lb.cmd(&format!("add server be/c {}", c.addr)).await,
-        "Already exists a server with the same name in backend.\n"
+        "Already exists a server with the same name in backend.\n\n"
     );
     // New servers start in maintenance, as in HAProxy.
     assert_eq!(
@@ -154,10 +154,10 @@ async fn add_and_del_server_at_runtime() {
     assert_eq!(hits, 4, "weight 2 of a total of 4");
     assert_eq!(
         lb.cmd("del server be/c").await,
-        "Only servers in maintenance mode can be deleted.\n"
+        "Only servers in maintenance mode can be deleted.\n\n"
     );
     lb.cmd("set server be/c state maint").await;
-    assert_eq!(lb.cmd("del server be/c").await, "Server deleted.\n");
+    assert_eq!(lb.cmd("del server be/c").await, "Server deleted.\n\n");
     assert!(!lb.cmd("show stat").await.contains("be,c,"));
 }
 
@@ -172,7 +172,7 @@ async fn user_level_socket_cannot_change_state() {
         a.addr
     ))
     .await;
-    assert_eq!(lb.cmd("disable server l/a").await, "Permission denied\n");
+    assert_eq!(lb.cmd("disable server l/a").await, "Permission denied\n\n");
     assert!(lb.cmd("show stat").await.contains("l,a,"));
 }
 
@@ -276,5 +276,72 @@ async fn reload_under_continuous_load_fails_no_connection() {
         failed.load(Ordering::SeqCst),
         0,
         "no failed connection across reloads"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn established_sessions_survive_a_reload_that_removes_their_frontend() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let (a, b) = (Origin::start("a").await, Origin::start("b").await);
+    let (port, port2) = (free_port(), free_port());
+    let extra = format!(
+        "listen gone\n bind 127.0.0.1:{port2}\n server a {}\n",
+        a.addr
+    );
+    let lb = Lb::start(&base_cfg(port, a.addr, b.addr, &extra)).await;
+    let (mut held, name) = connect_named(lb_addr(port2)).await.expect("session");
+    assert_eq!(name, "a");
+    lb.rewrite(&base_cfg(port, a.addr, b.addr, ""));
+    assert!(lb.cmd("reload").await.starts_with("Success=1"));
+    // The listener is gone…
+    assert!(tokio::net::TcpStream::connect(lb_addr(port2))
+        .await
+        .is_err());
+    // …but the session it accepted still carries data both ways.
+    held.get_mut()
+        .write_all(b"still here\n")
+        .await
+        .expect("send");
+    let mut echo = String::new();
+    tokio::time::timeout(WAIT, held.read_line(&mut echo))
+        .await
+        .expect("echo")
+        .expect("read");
+    assert_eq!(echo, "still here\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_pauses_checks_and_ready_restarts_them() {
+    let a = Origin::start("a").await;
+    let port = free_port();
+    let lb = Lb::start(&format!(
+        "global\n stats socket @SOCK@ level admin\n\
+         defaults\n mode tcp\n timeout connect 1s\n timeout client 30s\n timeout server 30s\n\
+         listen l\n bind 127.0.0.1:{port}\n server a {} check inter 100 rise 1 fall 1\n",
+        a.addr
+    ))
+    .await;
+    eventually("checks run", || a.accepted() >= 2).await;
+    lb.cmd("disable server l/a").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let paused_at = a.accepted();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        a.accepted(),
+        paused_at,
+        "no check probes while in maintenance"
+    );
+    let state = lb.cmd("show servers state l").await;
+    let row: Vec<&str> = state.lines().nth(2).unwrap_or("").split(' ').collect();
+    assert_eq!(
+        (row[5], row[13]),
+        ("0", "14"),
+        "op_state stopped, checks paused: {state}"
+    );
+    lb.cmd("enable server l/a").await;
+    eventually("checks resume", || a.accepted() > paused_at).await;
+    assert_eq!(
+        short_session(lb_addr(port)).await.expect("served again"),
+        "a"
     );
 }

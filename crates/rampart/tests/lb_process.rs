@@ -349,3 +349,93 @@ fn tcplog_lines_reach_a_syslog_udp_target() {
         }
     }
 }
+
+fn wait_exit(p: &mut Proc, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(st) = p.0.try_wait().expect("wait") {
+            return Some(st);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_ends_a_soft_stop_at_once() {
+    let d = Dir::new("softterm");
+    let (sock, file) = (d.0.join("s.sock"), d.0.join("h.cfg"));
+    let port = free_port();
+    std::fs::write(&file, cfg(&sock, port, origin("a"), "")).expect("write");
+    let mut lb = start(&["lb", "-f", file.to_str().expect("utf8")]);
+    wait_for("listener", || session(port).is_ok());
+    let held = TcpStream::connect(("127.0.0.1", port)).expect("held session");
+    signal(&lb, 10); // SIGUSR1: soft stop, waits for the held session
+    assert!(
+        wait_exit(&mut lb, Duration::from_millis(500)).is_none(),
+        "soft stop waits for sessions"
+    );
+    signal(&lb, 15);
+    assert!(
+        wait_exit(&mut lb, Duration::from_secs(5)).is_some(),
+        "SIGTERM stops at once"
+    );
+    drop(held);
+}
+
+#[test]
+fn soft_stop_handover_without_fd_passing_binds_alongside() {
+    let d = Dir::new("sf");
+    let (sock, file) = (d.0.join("s.sock"), d.0.join("h.cfg"));
+    let port = free_port();
+    std::fs::write(&file, cfg(&sock, port, origin("a"), "")).expect("write");
+    let f = file.to_str().expect("utf8");
+    let mut old = start(&["lb", "-f", f]);
+    wait_for("old listener", || session(port).is_ok());
+    let pid = old.0.id().to_string();
+    let _new = start(&["lb", "-f", f, "-sf", &pid]);
+    let st = wait_exit(&mut old, WAIT).expect("old process leaves after -sf");
+    assert!(st.success());
+    wait_for("new process serves", || session(port).is_ok());
+}
+
+#[test]
+fn server_state_changes_are_logged_in_haproxy_words() {
+    let d = Dir::new("downlog");
+    let file = d.0.join("h.cfg");
+    let err = d.0.join("stderr");
+    let (port, dead) = (free_port(), free_port());
+    std::fs::write(
+        &file,
+        format!(
+            "defaults\n mode tcp\n timeout connect 1s\n timeout client 10s\n timeout server 10s\n\
+             frontend fe\n bind 127.0.0.1:{port}\n default_backend be\n\
+             backend be\n server a 127.0.0.1:{dead} check inter 100\n"
+        ),
+    )
+    .expect("write");
+    let _lb = Proc(
+        Command::new(BIN)
+            .args(["lb", "-f", file.to_str().expect("utf8")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).expect("stderr"))
+            .spawn()
+            .expect("spawn"),
+    );
+    wait_for("DOWN line", || {
+        std::fs::read_to_string(&err)
+            .map(|t| t.contains("backend be has no server available!"))
+            .unwrap_or(false)
+    });
+    let text = std::fs::read_to_string(&err).expect("stderr");
+    assert!(
+        text.contains("Server be/a is DOWN, reason: Layer4 connection problem, info: \"Connection refused\", check duration: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("0 active and 0 backup servers left."),
+        "{text}"
+    );
+}

@@ -83,6 +83,11 @@ pub(crate) fn handle(
             Ok(LogDirective::Global) => {}
             Err(e) => notes.alert(format!("{e}.")),
         },
+        "hard-stop-after" => match words.get(1).map(|w| crate::config::units::parse_time(w)) {
+            Some(Ok(t)) => g.hard_stop_after = Some(t),
+            Some(Err(e)) => notes.alert(format!("'hard-stop-after': {e}.")),
+            None => notes.alert("'hard-stop-after' expects <time> as argument."),
+        },
         "stats" => stats(g, words, cx, notes),
         "setenv" | "presetenv" => setenv(env, words, kw == "presetenv", notes),
         "unsetenv" => {

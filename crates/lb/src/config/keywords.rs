@@ -39,6 +39,7 @@ pub(crate) const GLOBAL_HONOURED: &[&str] = &[
     "presetenv",
     "unsetenv",
     "resetenv",
+    "hard-stop-after",
 ];
 
 /// Global keywords that only tune HAProxy internals: accepted with a warning.
@@ -65,7 +66,6 @@ pub(crate) const GLOBAL_IGNORED: &[&str] = &[
     "h1-case-adjust",
     "h1-case-adjust-file",
     "h2-workaround-bogus-websocket-clients",
-    "hard-stop-after",
     "insecure-fork-wanted",
     "insecure-setuid-wanted",
     "issuers-chain-path",

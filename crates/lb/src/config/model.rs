@@ -190,6 +190,8 @@ pub struct Global {
     pub logs: Vec<LogTarget>,
     /// Tag in syslog headers (`log-tag`), default "haproxy" so existing parsers keep working.
     pub log_tag: String,
+    /// Longest a soft stop may wait for sessions before closing them.
+    pub hard_stop_after: Option<Duration>,
 }
 
 impl Default for Global {
@@ -206,6 +208,7 @@ impl Default for Global {
             stats_timeout: Duration::from_secs(10),
             logs: Vec::new(),
             log_tag: "haproxy".to_string(),
+            hard_stop_after: None,
         }
     }
 }

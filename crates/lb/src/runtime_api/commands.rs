@@ -281,7 +281,12 @@ pub fn parse_weight(v: &str, initial: u32) -> Result<u32, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| "Require <weight> or <weight%>.\n".to_string())?;
-    let w = if pct { n * u64::from(initial) / 100 } else { n };
+    let w = if pct {
+        n.checked_mul(u64::from(initial))
+            .map_or(u64::MAX, |x| x / 100)
+    } else {
+        n
+    };
     if w > 256 {
         return Err(if pct {
             "Relative weight too large.\n".into()
@@ -299,7 +304,9 @@ fn find(engine: &Engine, b: &str, s: &str) -> Result<(Arc<BackendRt>, Arc<Server
     Ok((be, srv))
 }
 
-/// Runs one command; `Reload` and `GetSocks` are handled by the socket shell.
+/// Runs one command; `Reload` and `GetSocks` are handled by the socket shell. Replies
+/// carry no closing blank line: the shell ends every command's output with one, as
+/// HAProxy does.
 pub fn execute(engine: &Arc<Engine>, cmd: &Command, level: Level) -> String {
     if level < required_level(cmd) {
         return "Permission denied\n".into();
@@ -324,12 +331,12 @@ pub fn execute(engine: &Arc<Engine>, cmd: &Command, level: Level) -> String {
         Command::ShowSess => Ok(show_sess(engine)),
         Command::ShowCliLevel => Ok(format!("{}\n", level.as_str())),
         Command::ShowVersion => Ok(format!("{}\n", env!("CARGO_PKG_VERSION"))),
-        Command::SetState { backend, server, state } => find(engine, backend, server).map(|(be, s)| set_state(engine, &be, &s, *state)),
-        Command::SetHealth { backend, server, up } => find(engine, backend, server).map(|(be, s)| {
-            let t = s.force_health(*up);
-            after_transition(engine, &be, &s, t, "Server health forced by 'stats socket command'");
-            "\n".to_string()
-        }),
+        Command::SetState { backend, server, state } => {
+            find(engine, backend, server).map(|(be, s)| set_state(&be, &s, *state))
+        }
+        Command::SetHealth { backend, server, up } => {
+            find(engine, backend, server).map(|(be, s)| force_health(&be, &s, *up))
+        }
         Command::SetWeight { backend, server, weight } => find(engine, backend, server).and_then(|(be, s)| {
             if !be.cfg.algorithm.is_dynamic(be.cfg.hash_type) && parse_weight(weight, s.cfg.weight)? != 0 && parse_weight(weight, s.cfg.weight)? != s.cfg.weight {
                 return Err("Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.\n".into());
@@ -337,7 +344,7 @@ pub fn execute(engine: &Arc<Engine>, cmd: &Command, level: Level) -> String {
             let w = parse_weight(weight, s.cfg.weight)?;
             s.set_weight(w);
             be.dispatch();
-            Ok("\n".to_string())
+            Ok(String::new())
         }),
         Command::GetWeight { backend, server } => find(engine, backend, server).map(|(_, s)| format!("{} (initial {})\n", s.weight(), s.cfg.weight)),
         Command::SetAddr { backend, server, ip, port } => find(engine, backend, server).and_then(|(_, s)| set_addr(&s, ip, port.as_deref())),
@@ -348,108 +355,107 @@ pub fn execute(engine: &Arc<Engine>, cmd: &Command, level: Level) -> String {
     r.unwrap_or_else(|e| e)
 }
 
-fn set_state(engine: &Engine, be: &Arc<BackendRt>, s: &Arc<ServerRt>, state: AdminState) -> String {
+fn set_state(be: &Arc<BackendRt>, s: &Arc<ServerRt>, state: AdminState) -> String {
     let was_maint = s.in_maint();
     let was_drain = s.draining();
-    match state {
+    let (b, n) = (be.name(), s.name());
+    let line = match state {
         AdminState::Ready => {
             s.set_admin(0, admin::FMAINT | admin::CMAINT | admin::FDRAIN);
+            if was_maint && s.cfg.check {
+                s.reset_health();
+            }
             be.dispatch();
             if was_maint {
-                let line = format!(
-                    "Server {}/{} is {} (leaving forced maintenance).",
-                    be.name(),
-                    s.name(),
-                    if s.is_up() { "UP" } else { "DOWN" }
-                );
-                announce(engine, be, &line, Transition::WentUp);
+                Some((
+                    format!("Server {b}/{n} is UP/READY (leaving forced maintenance)."),
+                    Transition::WentUp,
+                ))
             } else if was_drain {
-                let line = format!(
-                    "Server {}/{} is UP (leaving forced drain).",
-                    be.name(),
-                    s.name()
-                );
-                announce(engine, be, &line, Transition::WentUp);
+                Some((
+                    format!("Server {b}/{n} is UP (leaving forced drain)."),
+                    Transition::WentUp,
+                ))
+            } else {
+                None
             }
         }
         AdminState::Drain => {
             s.set_admin(admin::FDRAIN, admin::FMAINT | admin::CMAINT);
             let requeued = be.redistribute(s);
-            if !was_drain {
+            (!was_drain).then(|| {
                 let (act, bck) = be.usable_counts();
-                let line = format!("Server {}/{} enters drain state. {} active and {} backup servers left. {} sessions active, {} requeued, 0 remaining in queue.", be.name(), s.name(), act, bck, s.cur.load(Ordering::Relaxed), requeued);
-                announce(engine, be, &line, Transition::None);
-            }
+                (format!("Server {b}/{n} enters drain state. {act} active and {bck} backup servers online. {requeued} sessions requeued, {} total in queue.", be.queued()), Transition::None)
+            })
         }
         AdminState::Maint => {
+            let was_down = !s.is_up();
             s.set_admin(admin::FMAINT, admin::FDRAIN);
             let requeued = be.redistribute(s);
-            if !was_maint {
+            (!was_maint).then(|| {
+                if was_down {
+                    return (format!("Server {b}/{n} was DOWN and now enters maintenance."), Transition::None);
+                }
                 let (act, bck) = be.usable_counts();
-                let line = format!("Server {}/{} is going DOWN for maintenance. {} active and {} backup servers left. {} sessions active, {} requeued, 0 remaining in queue.", be.name(), s.name(), act, bck, s.cur.load(Ordering::Relaxed), requeued);
-                announce(engine, be, &line, Transition::WentDown);
-            }
-        }
-    }
-    be.mark_changed();
-    "\n".to_string()
-}
-
-fn after_transition(
-    engine: &Engine,
-    be: &Arc<BackendRt>,
-    s: &Arc<ServerRt>,
-    t: Transition,
-    why: &str,
-) {
-    let line = match t {
-        Transition::None => return,
-        Transition::WentUp => {
-            be.dispatch();
-            format!("Server {}/{} is UP, reason: {why}.", be.name(), s.name())
-        }
-        Transition::WentDown => {
-            be.redistribute(s);
-            format!("Server {}/{} is DOWN, reason: {why}.", be.name(), s.name())
+                (format!("Server {b}/{n} is going DOWN for maintenance. {act} active and {bck} backup servers left. {} sessions active, {requeued} requeued, {} remaining in queue.", s.cur.load(Ordering::Relaxed), s.queued()), Transition::WentDown)
+            })
         }
     };
     be.mark_changed();
-    announce(engine, be, &line, t);
+    if let Some((line, t)) = line {
+        announce(be, &line, t);
+    }
+    String::new()
 }
 
+/// `set server … health`: HAProxy's "changed from CLI" lines.
+fn force_health(be: &Arc<BackendRt>, s: &Arc<ServerRt>, up: bool) -> String {
+    let t = s.force_health(up);
+    let (b, n) = (be.name(), s.name());
+    let line = match t {
+        Transition::None => return String::new(),
+        Transition::WentUp => {
+            be.dispatch();
+            let (act, bck) = be.usable_counts();
+            format!("Server {b}/{n} is UP, changed from CLI. {act} active and {bck} backup servers online. 0 sessions requeued, {} total in queue.", be.queued())
+        }
+        Transition::WentDown => {
+            let requeued = be.redistribute(s);
+            let (act, bck) = be.usable_counts();
+            format!("Server {b}/{n} is DOWN, changed from CLI. {act} active and {bck} backup servers left. {} sessions active, {requeued} requeued, {} remaining in queue.", s.cur.load(Ordering::Relaxed), s.queued())
+        }
+    };
+    be.mark_changed();
+    announce(be, &line, t);
+    String::new()
+}
+
+/// HAProxy's reply names what changed and what did not.
 fn set_addr(s: &ServerRt, ip: &str, port: Option<&str>) -> Result<String, String> {
-    let ip: IpAddr = ip.parse().map_err(|_| format!("Invalid addr '{ip}'.\n"))?;
+    let ip: IpAddr = ip.parse().map_err(|_| format!("Invalid addr '{ip}'."))?;
     let old = s.addr();
     let new_port = match port {
         Some(p) => p
             .parse::<u16>()
             .ok()
             .filter(|p| *p > 0)
-            .ok_or(format!("Invalid port '{p}'.\n"))?,
+            .ok_or(format!("Invalid port '{p}'."))?,
         None => old.port(),
     };
-    let new = SocketAddr::new(ip, new_port);
-    if new == old {
-        return Ok("no need to change the addr, port\n".into());
-    }
-    s.set_addr(new);
-    let mut msg = String::new();
-    if ip != old.ip() {
-        msg.push_str(&format!("IP changed from '{}' to '{}'", old.ip(), ip));
-    }
-    if new_port != old.port() {
-        if !msg.is_empty() {
-            msg.push_str(", ");
-        }
-        msg.push_str(&format!(
-            "port changed from '{}' to '{}'",
-            old.port(),
-            new_port
-        ));
-    }
-    msg.push_str(" by 'stats socket command'\n");
-    tracing::info!("{}/{}: {}", s.backend_name, s.name(), msg.trim_end());
-    Ok(msg)
+    s.set_addr(SocketAddr::new(ip, new_port));
+    let addr_part = if ip != old.ip() {
+        format!("IP changed from '{}' to '{ip}'", old.ip())
+    } else {
+        "no need to change the addr".to_string()
+    };
+    let port_part = if new_port != old.port() {
+        format!("port changed from '{}' to '{new_port}'", old.port())
+    } else {
+        "no need to change the port".to_string()
+    };
+    let msg = format!("{addr_part}, {port_part} by 'stats socket command'");
+    tracing::info!("{}/{}: {msg}", s.backend_name, s.name());
+    Ok(msg + "\n")
 }
 
 fn add_server(
@@ -514,7 +520,6 @@ fn show_sess(engine: &Engine) -> String {
             e.started.elapsed().as_secs()
         ));
     }
-    out.push('\n');
     out
 }
 

@@ -117,6 +117,10 @@ async fn client(
                 Command::Reload if level >= Level::Admin => out.push_str(&reload(&engine).await),
                 _ => out.push_str(&commands::execute(&engine, &cmd, level)),
             }
+            // HAProxy ends each command's output with an empty line.
+            if !matches!(cmd, Command::Prompt) {
+                out.push('\n');
+            }
         }
         if interactive {
             out.push_str("\n> ");
