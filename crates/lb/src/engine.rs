@@ -100,61 +100,79 @@ impl Generation {
     }
 }
 
-/// A proxied session as `show sess` lists it.
+/// A proxied session as `show sess` lists it. Holds references, never copies of names.
 pub struct SessionEntry {
     pub id: u64,
     pub client: SocketAddr,
-    pub frontend: String,
+    pub frontend: Arc<FrontendRt>,
     pub started: Instant,
-    target: OnceLock<(String, String)>,
+    server: OnceLock<Arc<ServerRt>>,
     registry: Arc<Sessions>,
 }
 
 impl SessionEntry {
-    pub fn set_server(&self, backend: &str, server: &str) {
-        let _ = self.target.set((backend.to_string(), server.to_string()));
+    pub fn set_server(&self, server: &Arc<ServerRt>) {
+        let _ = self.server.set(server.clone());
     }
 
-    pub fn target(&self) -> Option<&(String, String)> {
-        self.target.get()
+    pub fn server(&self) -> Option<&Arc<ServerRt>> {
+        self.server.get()
     }
 }
 
 impl Drop for SessionEntry {
     fn drop(&mut self) {
-        lock(&self.registry.live).remove(&self.id);
+        lock(self.registry.shard(self.id)).remove(&self.id);
         self.registry.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// Live sessions. Touched twice per session (start, end), never per byte.
+/// Shards of the session list: a session touches one shard at start and end, never per
+/// byte, and threads accepting at once rarely meet on the same lock.
+const SESSION_SHARDS: usize = 16;
+
+/// Live sessions.
 #[derive(Default)]
 pub struct Sessions {
-    live: Mutex<HashMap<u64, std::sync::Weak<SessionEntry>>>,
+    shards: [Mutex<HashMap<u64, std::sync::Weak<SessionEntry>>>; SESSION_SHARDS],
     next: AtomicU64,
     active: AtomicU32,
 }
 
 impl Sessions {
-    pub fn register(self: &Arc<Self>, client: SocketAddr, frontend: &str) -> Arc<SessionEntry> {
+    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, std::sync::Weak<SessionEntry>>> {
+        &self.shards[(id % SESSION_SHARDS as u64) as usize]
+    }
+
+    pub fn register(
+        self: &Arc<Self>,
+        client: SocketAddr,
+        frontend: &Arc<FrontendRt>,
+    ) -> Arc<SessionEntry> {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let e = Arc::new(SessionEntry {
             id,
             client,
-            frontend: frontend.to_string(),
+            frontend: frontend.clone(),
             started: Instant::now(),
-            target: OnceLock::new(),
+            server: OnceLock::new(),
             registry: self.clone(),
         });
-        lock(&self.live).insert(id, Arc::downgrade(&e));
+        lock(self.shard(id)).insert(id, Arc::downgrade(&e));
         self.active.fetch_add(1, Ordering::Relaxed);
         e
     }
 
     pub fn snapshot(&self) -> Vec<Arc<SessionEntry>> {
-        let mut v: Vec<Arc<SessionEntry>> = lock(&self.live)
-            .values()
-            .filter_map(|w| w.upgrade())
+        let mut v: Vec<Arc<SessionEntry>> = self
+            .shards
+            .iter()
+            .flat_map(|s| {
+                lock(s)
+                    .values()
+                    .filter_map(|w| w.upgrade())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         v.sort_by_key(|e| e.id);
         v

@@ -1,24 +1,31 @@
-//! Byte forwarding between a client and a server socket, both directions in one task,
-//! with HAProxy's half-close and inactivity-timeout semantics.
+//! Byte forwarding between a client and a server socket, both directions in one
+//! hand-written future, with HAProxy's half-close and inactivity-timeout semantics.
 //!
 //! Data moves with splice(2) through a kernel pipe (zero copy) or, when no pipe can be
-//! had, through a buffer. Either is held only while data flows: a direction that would
-//! block gives it back, so an idle session holds neither.
+//! had, through a buffer. Either is held only while data flows: a direction whose source
+//! would block gives it back, so an idle session holds neither. The future itself keeps
+//! only plain state and one timer (a few hundred bytes): it polls socket readiness
+//! directly instead of nesting read/write futures, because every idle session pays for
+//! the size of its future.
 
+use std::future::Future;
 use std::io;
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use nix::fcntl::{splice, SpliceFFlags};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::pipes::{Pipe, PIPE_SIZE};
 
 const BUF_SIZE: usize = 16 * 1024;
+
+/// Transfers one direction may make in a row before letting the other run.
+const BURST_BUDGET: u32 = 32;
 
 /// Inactivity limits of one session, after `timeout tunnel` has been folded in.
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,72 +47,300 @@ pub struct Outcome {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Side {
-    Client = 1,
-    Server = 2,
+    Client,
+    Server,
 }
 
-struct Shared {
-    origin: Instant,
-    last_ms: AtomicU64,
-    client_fin: AtomicBool,
-    server_fin: AtomicBool,
-    /// Side a direction is blocked writing to, if any: that side is the slow one.
-    blocked_on: AtomicU8,
-    /// Wakes the watchdog when a half-close switches a side to its `-fin` timeout.
-    fin_seen: Notify,
-    /// Bytes moved per direction; only this session's task touches them.
-    up_bytes: AtomicU64,
-    down_bytes: AtomicU64,
+/// What carries a direction's data between a read and a write.
+enum Carrier {
+    Idle,
+    Pipe(Pipe),
+    /// Buffer with unsent bytes at `start..end`.
+    Buf(Box<[u8]>, usize, usize),
 }
 
-impl Shared {
-    fn touch(&self) {
-        let ms = self.origin.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
+impl Carrier {
+    fn pending(&self) -> usize {
+        match self {
+            Carrier::Idle => 0,
+            Carrier::Pipe(p) => p.pending,
+            Carrier::Buf(_, start, end) => end - start,
+        }
     }
 }
 
-enum PumpEnd {
-    Eof,
+/// One direction: `from` → `to`.
+struct Dir {
+    carrier: Carrier,
+    eof: bool,
+    bytes: u64,
+}
+
+impl Dir {
+    fn new() -> Dir {
+        Dir {
+            carrier: Carrier::Idle,
+            eof: false,
+            bytes: 0,
+        }
+    }
+
+    /// Gives the pipe or buffer back once everything read has been written.
+    fn release_if_empty(&mut self) {
+        if self.carrier.pending() == 0 {
+            self.carrier = Carrier::Idle;
+        }
+    }
+
+    fn read_from(&mut self, from: &TcpStream) -> io::Result<usize> {
+        if matches!(self.carrier, Carrier::Idle) {
+            self.carrier = match Pipe::get() {
+                Some(p) => Carrier::Pipe(p),
+                None => Carrier::Buf(vec![0u8; BUF_SIZE].into_boxed_slice(), 0, 0),
+            };
+        }
+        match &mut self.carrier {
+            Carrier::Pipe(p) => {
+                let n = from.try_io(Interest::READABLE, || {
+                    splice(from, None, p.write_end(), None, PIPE_SIZE, splice_flags())
+                        .map_err(io::Error::from)
+                })?;
+                p.pending = n;
+                Ok(n)
+            }
+            Carrier::Buf(buf, start, end) => {
+                let n = from.try_read(buf)?;
+                (*start, *end) = (0, n);
+                Ok(n)
+            }
+            Carrier::Idle => Ok(0),
+        }
+    }
+
+    fn write_to(&mut self, to: &TcpStream) -> io::Result<usize> {
+        let n = match &mut self.carrier {
+            Carrier::Pipe(p) => {
+                let n = to.try_io(Interest::WRITABLE, || {
+                    splice(p.read_end(), None, to, None, p.pending, splice_flags())
+                        .map_err(io::Error::from)
+                })?;
+                p.pending -= n;
+                n
+            }
+            Carrier::Buf(buf, start, end) => {
+                let n = to.try_write(&buf[*start..*end])?;
+                *start += n;
+                n
+            }
+            Carrier::Idle => 0,
+        };
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+fn splice_flags() -> SpliceFFlags {
+    SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK
+}
+
+pin_project_lite::pin_project! {
+    /// Forwards both directions until both have ended, one fails, or a side idles out.
+    pub struct Forward<'a> {
+        client: &'a TcpStream,
+        server: &'a TcpStream,
+        up: Dir,
+        down: Dir,
+        limits: IdleTimeouts,
+        last_activity: Instant,
+        blocked_on: Option<Side>,
+        #[pin]
+        timer: Sleep,
+    }
+}
+
+pub fn forward<'a>(client: &'a TcpStream, server: &'a TcpStream, t: IdleTimeouts) -> Forward<'a> {
+    let now = Instant::now();
+    Forward {
+        client,
+        server,
+        up: Dir::new(),
+        down: Dir::new(),
+        limits: t,
+        last_activity: now,
+        blocked_on: None,
+        timer: tokio::time::sleep_until(far_future(now)),
+    }
+}
+
+/// A deadline standing for "never" that still fits tokio's timer.
+fn far_future(now: Instant) -> Instant {
+    now + Duration::from_secs(86400 * 365)
+}
+
+enum Step {
+    /// Nothing more to do now; wakers are registered.
+    Parked,
+    /// The budget ran out with work left: come back soon.
+    Yield,
     Failed(Side),
 }
 
-pub async fn forward(client: &TcpStream, server: &TcpStream, t: IdleTimeouts) -> Outcome {
-    let shared = Shared {
-        origin: Instant::now(),
-        last_ms: AtomicU64::new(0),
-        client_fin: AtomicBool::new(false),
-        server_fin: AtomicBool::new(false),
-        blocked_on: AtomicU8::new(0),
-        fin_seen: Notify::new(),
-        up_bytes: AtomicU64::new(0),
-        down_bytes: AtomicU64::new(0),
-    };
-    let mut up = std::pin::pin!(pump(client, server, Side::Client, &shared));
-    let mut down = std::pin::pin!(pump(server, client, Side::Server, &shared));
-    let mut wd = std::pin::pin!(watchdog(&shared, t));
-    let (mut up_done, mut down_done) = (false, false);
-    let termination = loop {
-        // A failure in either direction ends the session at once, as HAProxy aborts
-        // both sides; a clean EOF only ends its own direction (half-close).
-        tokio::select! {
-            end = &mut up, if !up_done => match end {
-                PumpEnd::Eof => up_done = true,
-                PumpEnd::Failed(side) => break abort_code(side),
-            },
-            end = &mut down, if !down_done => match end {
-                PumpEnd::Eof => down_done = true,
-                PumpEnd::Failed(side) => break abort_code(side),
-            },
-            side = &mut wd => break if side == Side::Client { *b"cD" } else { *b"sD" },
+/// Moves data `from` → `to` until `from` would block, `to` is full, EOF or error.
+fn poll_dir(
+    d: &mut Dir,
+    (from, to): (&TcpStream, &TcpStream),
+    (from_side, to_side): (Side, Side),
+    cx: &mut Context<'_>,
+    moved: &mut bool,
+    blocked_on: &mut Option<Side>,
+) -> Step {
+    if d.eof {
+        return Step::Parked;
+    }
+    for _ in 0..BURST_BUDGET {
+        if d.carrier.pending() > 0 {
+            match to.poll_write_ready(cx) {
+                Poll::Pending => {
+                    *blocked_on = Some(to_side);
+                    return Step::Parked;
+                }
+                Poll::Ready(Err(_)) => return Step::Failed(to_side),
+                Poll::Ready(Ok(())) => {}
+            }
+            match d.write_to(to) {
+                Ok(_) => {
+                    *moved = true;
+                    *blocked_on = None;
+                }
+                // Readiness was cleared: the next poll_write_ready registers the waker.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Step::Failed(to_side),
+            }
+            continue;
         }
-        if up_done && down_done {
-            break *b"--";
+        match from.poll_read_ready(cx) {
+            Poll::Pending => {
+                d.release_if_empty();
+                return Step::Parked;
+            }
+            Poll::Ready(Err(_)) => return Step::Failed(from_side),
+            Poll::Ready(Ok(())) => {}
         }
+        match d.read_from(from) {
+            Ok(0) => {
+                d.eof = true;
+                d.release_if_empty();
+                *moved = true;
+                // The peer may already be gone; its own direction reports that.
+                let _ = socket2::SockRef::from(to).shutdown(Shutdown::Write);
+                return Step::Parked;
+            }
+            Ok(_) => *moved = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return Step::Failed(from_side),
+        }
+    }
+    Step::Yield
+}
+
+impl Future for Forward<'_> {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let mut this = self.project();
+        let mut moved = false;
+        let mut yielded = false;
+        let sockets = (*this.client, *this.server);
+        let up = poll_dir(
+            this.up,
+            sockets,
+            (Side::Client, Side::Server),
+            cx,
+            &mut moved,
+            this.blocked_on,
+        );
+        let down = poll_dir(
+            this.down,
+            (sockets.1, sockets.0),
+            (Side::Server, Side::Client),
+            cx,
+            &mut moved,
+            this.blocked_on,
+        );
+        for step in [up, down] {
+            match step {
+                // A failure in either direction ends the session at once, as HAProxy
+                // aborts both sides; a clean EOF only ends its own direction.
+                Step::Failed(side) => {
+                    return Poll::Ready(outcome(this.up, this.down, abort_code(side)))
+                }
+                Step::Yield => yielded = true,
+                Step::Parked => {}
+            }
+        }
+        if this.up.eof && this.down.eof {
+            return Poll::Ready(outcome(this.up, this.down, *b"--"));
+        }
+        if moved {
+            *this.last_activity = Instant::now();
+        }
+        if yielded {
+            cx.waker().wake_by_ref();
+        }
+        // Inactivity: the timer sleeps until the earliest possible expiry and, when it
+        // fires early because data moved meanwhile, is pushed to the new deadline.
+        loop {
+            let Some((deadline, side)) =
+                deadline(this.up, this.down, this.limits, *this.last_activity)
+            else {
+                let never = far_future(*this.last_activity);
+                if this.timer.deadline() != never {
+                    this.timer.as_mut().reset(never);
+                }
+                return Poll::Pending;
+            };
+            if this.timer.deadline() > deadline {
+                this.timer.as_mut().reset(deadline);
+            }
+            if this.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if Instant::now() >= deadline {
+                let side = this.blocked_on.unwrap_or(side);
+                let code = if side == Side::Client { *b"cD" } else { *b"sD" };
+                return Poll::Ready(outcome(this.up, this.down, code));
+            }
+            this.timer.as_mut().reset(deadline);
+        }
+    }
+}
+
+/// When the session expires if nothing moves, and which side is to blame.
+fn deadline(up: &Dir, down: &Dir, t: &IdleTimeouts, last: Instant) -> Option<(Instant, Side)> {
+    let client = if up.eof {
+        t.client_fin.or(t.client)
+    } else {
+        t.client
     };
+    let server = if down.eof {
+        t.server_fin.or(t.server)
+    } else {
+        t.server
+    };
+    let (limit, side) = match (client, server) {
+        (None, None) => return None,
+        (Some(c), None) => (c, Side::Client),
+        (None, Some(s)) => (s, Side::Server),
+        (Some(c), Some(s)) if c <= s => (c, Side::Client),
+        (Some(_), Some(s)) => (s, Side::Server),
+    };
+    Some((last + limit, side))
+}
+
+fn outcome(up: &Dir, down: &Dir, termination: [u8; 2]) -> Outcome {
     Outcome {
-        client_to_server: shared.up_bytes.load(Ordering::Relaxed),
-        server_to_client: shared.down_bytes.load(Ordering::Relaxed),
+        client_to_server: up.bytes,
+        server_to_client: down.bytes,
         termination,
     }
 }
@@ -118,192 +353,31 @@ fn abort_code(side: Side) -> [u8; 2] {
     }
 }
 
-/// Copies `from` → `to` until EOF (then half-closes `to`) or an error. Data moves in
-/// bursts: each burst borrows a pipe (or a buffer) and gives it back when `from` would
-/// block, so an idle direction holds neither.
-async fn pump(from: &TcpStream, to: &TcpStream, from_side: Side, shared: &Shared) -> PumpEnd {
-    let to_side = other(from_side);
-    let counter = if from_side == Side::Client {
-        &shared.up_bytes
-    } else {
-        &shared.down_bytes
-    };
-    let ends = (from_side, to_side);
-    loop {
-        if from.readable().await.is_err() {
-            return PumpEnd::Failed(from_side);
-        }
-        let burst = match Pipe::get() {
-            Some(pipe) => burst_splice(from, to, pipe, ends, counter, shared).await,
-            None => burst_copy(from, to, ends, counter, shared).await,
-        };
-        match burst {
-            Burst::Idle => {}
-            Burst::Eof => {
-                let fin = if from_side == Side::Client {
-                    &shared.client_fin
-                } else {
-                    &shared.server_fin
-                };
-                fin.store(true, Ordering::Relaxed);
-                shared.touch();
-                shared.fin_seen.notify_one();
-                // The peer may already be gone; its own direction reports that.
-                let _ = socket2::SockRef::from(to).shutdown(Shutdown::Write);
-                return PumpEnd::Eof;
-            }
-            Burst::Failed(side) => return PumpEnd::Failed(side),
-        }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn other(side: Side) -> Side {
-    if side == Side::Client {
-        Side::Server
-    } else {
-        Side::Client
-    }
-}
-
-enum Burst {
-    /// The source would block; everything read has been written.
-    Idle,
-    Eof,
-    Failed(Side),
-}
-
-/// Zero-copy: socket → pipe → socket with splice(2), never touching user memory.
-async fn burst_splice(
-    from: &TcpStream,
-    to: &TcpStream,
-    mut pipe: Pipe,
-    (from_side, to_side): (Side, Side),
-    counter: &AtomicU64,
-    shared: &Shared,
-) -> Burst {
-    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
-    loop {
-        let read = from.try_io(Interest::READABLE, || {
-            splice(from, None, pipe.write_end(), None, PIPE_SIZE, flags).map_err(io::Error::from)
+    #[test]
+    fn an_idle_session_costs_little() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let a = TcpStream::connect(l.local_addr().expect("addr"))
+                .await
+                .expect("connect");
+            let (b, _) = l.accept().await.expect("accept");
+            let f = forward(&a, &b, IdleTimeouts::default());
+            // The whole point of the hand-written future: keep idle sessions small.
+            assert!(
+                std::mem::size_of_val(&f) <= 400,
+                "{}",
+                std::mem::size_of_val(&f)
+            );
         });
-        match read {
-            Ok(0) => return Burst::Eof,
-            Ok(n) => {
-                pipe.pending = n;
-                shared.touch();
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Burst::Idle,
-            Err(_) => return Burst::Failed(from_side),
-        }
-        while pipe.pending > 0 {
-            let wrote = to.try_io(Interest::WRITABLE, || {
-                splice(pipe.read_end(), None, to, None, pipe.pending, flags)
-                    .map_err(io::Error::from)
-            });
-            match wrote {
-                Ok(n) => {
-                    pipe.pending -= n;
-                    counter.fetch_add(n as u64, Ordering::Relaxed);
-                    shared.touch();
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    shared.blocked_on.store(to_side as u8, Ordering::Relaxed);
-                    let ready = to.writable().await;
-                    shared.blocked_on.store(0, Ordering::Relaxed);
-                    if ready.is_err() {
-                        return Burst::Failed(to_side);
-                    }
-                }
-                Err(_) => return Burst::Failed(to_side),
-            }
-        }
-    }
-}
-
-/// Buffered copy, used when no pipe can be had (cap reached, descriptors short).
-async fn burst_copy(
-    from: &TcpStream,
-    to: &TcpStream,
-    (from_side, to_side): (Side, Side),
-    counter: &AtomicU64,
-    shared: &Shared,
-) -> Burst {
-    let mut buf = vec![0u8; BUF_SIZE];
-    loop {
-        match from.try_read(&mut buf) {
-            Ok(0) => return Burst::Eof,
-            Ok(n) => {
-                shared.touch();
-                if write_all(to, &buf[..n], to_side, shared).await.is_err() {
-                    return Burst::Failed(to_side);
-                }
-                counter.fetch_add(n as u64, Ordering::Relaxed);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Burst::Idle,
-            Err(_) => return Burst::Failed(from_side),
-        }
-    }
-}
-
-async fn write_all(
-    to: &TcpStream,
-    mut data: &[u8],
-    to_side: Side,
-    shared: &Shared,
-) -> io::Result<()> {
-    while !data.is_empty() {
-        match to.try_write(data) {
-            Ok(n) => {
-                data = &data[n..];
-                shared.touch();
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                shared.blocked_on.store(to_side as u8, Ordering::Relaxed);
-                to.writable().await?;
-                shared.blocked_on.store(0, Ordering::Relaxed);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Resolves when a side has been inactive for longer than its timeout.
-async fn watchdog(shared: &Shared, t: IdleTimeouts) -> Side {
-    loop {
-        let client = if shared.client_fin.load(Ordering::Relaxed) {
-            t.client_fin.or(t.client)
-        } else {
-            t.client
-        };
-        let server = if shared.server_fin.load(Ordering::Relaxed) {
-            t.server_fin.or(t.server)
-        } else {
-            t.server
-        };
-        let (limit, side) = match (client, server) {
-            (None, None) => {
-                // No inactivity limit, but a half-close may set one.
-                shared.fin_seen.notified().await;
-                continue;
-            }
-            (Some(c), None) => (c, Side::Client),
-            (None, Some(s)) => (s, Side::Server),
-            (Some(c), Some(s)) if c <= s => (c, Side::Client),
-            (Some(_), Some(s)) => (s, Side::Server),
-        };
-        let last = Duration::from_millis(shared.last_ms.load(Ordering::Relaxed));
-        let deadline = shared.origin + last + limit;
-        if Instant::now() >= deadline {
-            return match shared.blocked_on.load(Ordering::Relaxed) {
-                1 => Side::Client,
-                2 => Side::Server,
-                _ => side,
-            };
-        }
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => {}
-            _ = shared.fin_seen.notified() => {}
-        }
     }
 }

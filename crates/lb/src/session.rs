@@ -24,6 +24,24 @@ pub struct Permits {
     pub global: OwnedSemaphorePermit,
 }
 
+/// What a session records for its log line: numbers and references only, so a session
+/// that is not logged never formats or copies a name.
+#[derive(Default)]
+struct Trace {
+    server: Option<Arc<ServerRt>>,
+    tw_ms: Option<u64>,
+    tc_ms: Option<u64>,
+    bytes_in: u64,
+    bytes_out: u64,
+    termination: Option<[u8; 2]>,
+    beconn: u32,
+    srv_conn: u32,
+    retries: u32,
+    redispatched: bool,
+    srv_queue: u32,
+    backend_queue: u32,
+}
+
 pub async fn run(
     engine: Arc<Engine>,
     fe: Arc<FrontendRt>,
@@ -34,93 +52,119 @@ pub async fn run(
     let accepted_at = SystemTime::now();
     let t0 = Instant::now();
     let _ = client.set_nodelay(true);
-    let local = client.local_addr().unwrap_or(peer);
-    let entry = engine.sessions.register(peer, &fe.cfg.name);
+    let entry = engine.sessions.register(peer, &fe);
     let fe_now = fe.cur.fetch_add(1, Ordering::Relaxed) + 1;
     Counters::add(&fe.counters.stot, 1);
     Counters::raise_max(&fe.counters.smax, fe_now);
-
-    let mut log = SessionLog {
-        client: peer,
-        accept_time: accepted_at,
-        frontend: fe.cfg.name.clone(),
-        backend: fe.cfg.name.clone(),
-        server: None,
-        tw_ms: None,
-        tc_ms: None,
-        tt_ms: 0,
-        bytes_read: 0,
-        termination: *b"--",
-        actconn: engine.actconn.load(Ordering::Relaxed),
-        feconn: fe_now,
-        beconn: 0,
-        srv_conn: 0,
-        retries: 0,
-        redispatched: false,
-        srv_queue: 0,
-        backend_queue: 0,
-    };
-    if !fe.logger.is_empty() && !fe.cfg.log_options.tcplog {
+    let actconn = engine.actconn.load(Ordering::Relaxed);
+    let logging = !fe.logger.is_empty();
+    if logging && !fe.cfg.log_options.tcplog {
+        let local = client.local_addr().unwrap_or(peer);
+        let line = session_log(
+            &fe,
+            None,
+            peer,
+            accepted_at,
+            &Trace::default(),
+            0,
+            (actconn, fe_now),
+        );
         fe.logger
-            .send(LOG_INFO, &format_connect(&log, local, fe.cfg.mode));
+            .send(LOG_INFO, &format_connect(&line, local, fe.cfg.mode));
     }
 
-    let bytes_in = match &fe.backend {
-        Some(be) => proxy(&fe, be, &client, peer, &entry, &mut log).await,
-        None => {
-            log.termination = *b"SC";
-            0
-        }
-    };
+    let mut trace = Trace::default();
+    match &fe.backend {
+        Some(be) => proxy(&fe, be, &client, peer, &entry, &mut trace).await,
+        None => trace.termination = Some(*b"SC"),
+    }
 
-    log.tt_ms = t0.elapsed().as_millis() as u64;
-    Counters::add(&fe.counters.bytes_in, bytes_in);
-    Counters::add(&fe.counters.bytes_out, log.bytes_read);
+    Counters::add(&fe.counters.bytes_in, trace.bytes_in);
+    Counters::add(&fe.counters.bytes_out, trace.bytes_out);
     fe.cur.fetch_sub(1, Ordering::Relaxed);
     drop(permits);
-    let null = bytes_in == 0 && fe.cfg.log_options.dontlognull;
-    if fe.cfg.log_options.tcplog && !fe.logger.is_empty() && !null {
+    let null = trace.bytes_in == 0 && fe.cfg.log_options.dontlognull;
+    if logging && fe.cfg.log_options.tcplog && !null {
+        let tt = t0.elapsed().as_millis() as u64;
+        let line = session_log(
+            &fe,
+            fe.backend.as_deref(),
+            peer,
+            accepted_at,
+            &trace,
+            tt,
+            (actconn, fe_now),
+        );
         fe.logger
-            .send(LOG_INFO, &format_tcplog(&log, fe.logger.offset()));
+            .send(LOG_INFO, &format_tcplog(&line, fe.logger.offset()));
     }
 }
 
-/// Everything after the frontend accepted: returns bytes received from the client.
+fn session_log(
+    fe: &FrontendRt,
+    be: Option<&BackendRt>,
+    client: SocketAddr,
+    accept_time: SystemTime,
+    t: &Trace,
+    tt_ms: u64,
+    (actconn, feconn): (u32, u32),
+) -> SessionLog {
+    SessionLog {
+        client,
+        accept_time,
+        frontend: fe.cfg.name.clone(),
+        backend: be.map_or_else(|| fe.cfg.name.clone(), |b| b.name().to_string()),
+        server: t.server.as_ref().map(|s| s.name().to_string()),
+        tw_ms: t.tw_ms,
+        tc_ms: t.tc_ms,
+        tt_ms,
+        bytes_read: t.bytes_out,
+        termination: t.termination.unwrap_or(*b"--"),
+        actconn,
+        feconn,
+        beconn: t.beconn,
+        srv_conn: t.srv_conn,
+        retries: t.retries,
+        redispatched: t.redispatched,
+        srv_queue: t.srv_queue,
+        backend_queue: t.backend_queue,
+    }
+}
+
+/// Everything after the frontend accepted.
 async fn proxy(
     fe: &FrontendRt,
     be: &Arc<BackendRt>,
     client: &TcpStream,
     peer: SocketAddr,
     entry: &SessionEntry,
-    log: &mut SessionLog,
-) -> u64 {
-    log.backend = be.name().to_string();
+    trace: &mut Trace,
+) {
     let be_now = be.cur.fetch_add(1, Ordering::Relaxed) + 1;
     Counters::add(&be.counters.stot, 1);
     Counters::raise_max(&be.counters.smax, be_now);
-    log.beconn = be_now;
+    trace.beconn = be_now;
     let _be_cur = DecOnDrop(&be.cur);
 
     let t = &be.cfg.timeouts;
     let key = source_key(peer.ip());
     let queue_timeout = t.queue.or(t.connect);
-    let (assigned, server, tc_ms) = match connect(be, key, queue_timeout, log).await {
-        Some(x) => x,
-        None => return 0,
+    let Some((assigned, server, tc_ms)) = connect(be, key, queue_timeout, trace).await else {
+        return;
     };
     let srv = assigned.slot.server().clone();
-    entry.set_server(be.name(), srv.name());
-    log.server = Some(srv.name().to_string());
-    log.tw_ms = Some(assigned.queued_for.as_millis() as u64);
-    log.tc_ms = Some(tc_ms);
-    log.srv_conn = srv.cur.load(Ordering::Relaxed);
-    log.srv_queue = assigned.srv_queue;
-    log.backend_queue = assigned.backend_queue;
+    entry.set_server(&srv);
+    trace.tw_ms = Some(assigned.queued_for.as_millis() as u64);
+    trace.tc_ms = Some(tc_ms);
+    trace.srv_conn = srv.cur.load(Ordering::Relaxed);
+    trace.srv_queue = assigned.srv_queue;
+    trace.backend_queue = assigned.backend_queue;
     Counters::add(&srv.counters.stot, 1);
 
     let out = forward::forward(client, &server, idle_timeouts(fe, be)).await;
-    log.bytes_read = out.server_to_client;
-    log.termination = out.termination;
+    trace.bytes_in = out.client_to_server;
+    trace.bytes_out = out.server_to_client;
+    trace.termination = Some(out.termination);
     match out.termination[0] {
         b'C' | b'c' => {
             Counters::add(&srv.counters.cli_abrt, 1);
@@ -136,8 +180,8 @@ async fn proxy(
         Counters::add(&c.bytes_in, out.client_to_server);
         Counters::add(&c.bytes_out, out.server_to_client);
     }
+    trace.server = Some(srv);
     drop(assigned);
-    out.client_to_server
 }
 
 /// Picks a server and connects, retrying `retries` times; a retry goes to another
@@ -147,10 +191,10 @@ async fn connect(
     be: &Arc<BackendRt>,
     key: u64,
     queue_timeout: Option<Duration>,
-    log: &mut SessionLog,
+    trace: &mut Trace,
 ) -> Option<(Assigned, TcpStream, u64)> {
     let t = &be.cfg.timeouts;
-    let mut assigned = assign(be, key, None, queue_timeout, log).await?;
+    let mut assigned = assign(be, key, None, queue_timeout, trace).await?;
     let first_attempt = Instant::now();
     let mut retries = 0u32;
     loop {
@@ -171,20 +215,20 @@ async fn connect(
             // HAProxy counts a connection error once, when the session gives up.
             Counters::add(&srv.counters.econ, 1);
             Counters::add(&be.counters.econ, 1);
-            log.server = Some(srv.name().to_string());
-            log.retries = retries;
-            log.termination = if timed_out { *b"sC" } else { *b"SC" };
-            log.tw_ms = Some(assigned.queued_for.as_millis() as u64);
+            trace.retries = retries;
+            trace.termination = Some(if timed_out { *b"sC" } else { *b"SC" });
+            trace.tw_ms = Some(assigned.queued_for.as_millis() as u64);
+            trace.server = Some(srv);
             return None;
         }
         retries += 1;
-        log.retries = retries;
+        trace.retries = retries;
         if should_redispatch(be, &srv, retries) {
             drop(assigned);
             Counters::add(&srv.counters.wredis, 1);
             Counters::add(&be.counters.wredis, 1);
-            log.redispatched = true;
-            assigned = assign(be, key, Some(srv.cfg.id), queue_timeout, log).await?;
+            trace.redispatched = true;
+            assigned = assign(be, key, Some(srv.cfg.id), queue_timeout, trace).await?;
         } else {
             Counters::add(&srv.counters.wretr, 1);
             Counters::add(&be.counters.wretr, 1);
@@ -216,15 +260,15 @@ async fn assign(
     key: u64,
     avoid: Option<u32>,
     queue_timeout: Option<Duration>,
-    log: &mut SessionLog,
+    trace: &mut Trace,
 ) -> Option<Assigned> {
     match be.assign(key, avoid, queue_timeout).await {
         Ok(a) => Some(a),
         Err(e) => {
-            log.termination = match e {
+            trace.termination = Some(match e {
                 AssignError::QueueTimeout => *b"sQ",
                 AssignError::NoServer => *b"SC",
-            };
+            });
             None
         }
     }

@@ -507,8 +507,8 @@ fn del_server(engine: &Engine, backend: &str, server: &str) -> Result<String, St
 fn show_sess(engine: &Engine) -> String {
     let mut out = String::new();
     for e in engine.sessions.snapshot() {
-        let (be, srv) = match e.target() {
-            Some((b, s)) => (b.as_str(), s.as_str()),
+        let (be, srv) = match e.server() {
+            Some(s) => (s.backend_name.as_str(), s.name()),
             None => ("<NONE>", "<none>"),
         };
         let proto = if e.client.is_ipv4() { "tcpv4" } else { "tcpv6" };
@@ -516,7 +516,7 @@ fn show_sess(engine: &Engine) -> String {
             "0x{:x}: proto={proto} src={} fe={} be={be} srv={srv} age={}s\n",
             e.id,
             e.client,
-            e.frontend,
+            e.frontend.cfg.name,
             e.started.elapsed().as_secs()
         ));
     }
