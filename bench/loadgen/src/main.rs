@@ -196,6 +196,19 @@ fn raise_nofile() {
     }
 }
 
+/// User + system CPU seconds this process has used so far.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut ru) != 0 {
+            return 0.0;
+        }
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    }
+}
+
 /// Counts errors by kind, for one summary line on stderr.
 #[derive(Default, Clone)]
 struct Errors(Arc<Mutex<BTreeMap<String, u64>>>);
@@ -261,8 +274,12 @@ async fn origin(listen: SocketAddr, mode: Mode, run_for: Duration) -> Result<()>
                         accepted.fetch_add(1, Ordering::Relaxed);
                         let errors = errors.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = serve_one(s, mode).await {
-                                errors.add(kind(&e));
+                            match serve_one(s, mode).await {
+                                // connrate closes with a RST on purpose (SO_LINGER 0)
+                                Err(e) if e.kind() != io::ErrorKind::ConnectionReset => {
+                                    errors.add(kind(&e))
+                                }
+                                _ => {}
                             }
                         });
                     }
@@ -309,6 +326,7 @@ async fn serve_one(mut s: TcpStream, mode: Mode) -> io::Result<()> {
 async fn connrate(target: SocketAddr, conc: usize, run_for: Duration, size: usize) -> Result<()> {
     let completed = Arc::new(AtomicU64::new(0));
     let errors = Errors::default();
+    let cpu0 = cpu_seconds();
     let start = Instant::now();
     let deadline = tokio::time::Instant::from_std(start + run_for);
     let mut workers = Vec::with_capacity(conc);
@@ -340,12 +358,13 @@ async fn connrate(target: SocketAddr, conc: usize, run_for: Duration, size: usiz
     let done = completed.load(Ordering::Relaxed);
     let elapsed = run_for.as_secs_f64().max(1e-9);
     println!(
-        "{{\"conn_per_s\":{:.0},\"errors\":{},\"completed\":{},\"seconds\":{:.3},\"concurrency\":{}}}",
+        "{{\"conn_per_s\":{:.0},\"errors\":{},\"completed\":{},\"seconds\":{:.3},\"concurrency\":{},\"cpu_s\":{:.2}}}",
         done as f64 / elapsed,
         errors.total(),
         done,
         elapsed,
-        conc
+        conc,
+        cpu_seconds() - cpu0
     );
     errors.report("connrate");
     Ok(())
@@ -400,6 +419,7 @@ async fn latency(
             .context("warm-up reply timed out")??;
     }
 
+    let cpu0 = cpu_seconds();
     let start = Instant::now() + Duration::from_millis(20);
     let record_from = start + warmup;
     let end = record_from + run_for;
@@ -515,7 +535,7 @@ async fn latency(
         all.iter().sum::<u64>() as f64 / all.len() as f64
     };
     println!(
-        "{{\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"mean_us\":{:.1},\"count\":{},\"errors\":{},\"rate\":{},\"connections\":{},\"send_lag_p50_us\":{},\"send_lag_p99_us\":{}}}",
+        "{{\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"mean_us\":{:.1},\"count\":{},\"errors\":{},\"rate\":{},\"connections\":{},\"send_lag_p50_us\":{},\"send_lag_p99_us\":{},\"cpu_s\":{:.2}}}",
         pct(&all, 0.50),
         pct(&all, 0.99),
         pct(&all, 0.999),
@@ -526,7 +546,8 @@ async fn latency(
         rate,
         conns,
         pct(&lag, 0.50),
-        pct(&lag, 0.99)
+        pct(&lag, 0.99),
+        cpu_seconds() - cpu0
     );
     errors.report("latency");
     Ok(())
@@ -647,6 +668,11 @@ async fn idle(
         r = stop_signal() => r?,
         _ = sleep(hold) => {}
         _ = eof => {}
+    }
+    // Close with a RST: thousands of client-side TIME_WAIT entries would only eat the
+    // ephemeral ports the next figure needs.
+    for s in &held {
+        let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
     }
     drop(held);
     Ok(())
