@@ -192,7 +192,16 @@ struct ListenerSlot {
 
 struct ListenerEntry {
     slot: Arc<ListenerSlot>,
-    task: JoinHandle<()>,
+    /// One accept loop per worker thread, so accepting scales with the threads.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ListenerEntry {
+    fn stop(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 /// How the engine was started, beyond the configuration files.
@@ -376,7 +385,7 @@ impl Engine {
                 entry.slot.changed.notify_waiters();
                 true
             } else {
-                entry.task.abort();
+                entry.stop();
                 tracing::info!("closed listener {addr}");
                 false
             }
@@ -391,8 +400,11 @@ impl Engine {
                 changed: Notify::new(),
                 listener: Arc::new(l),
             });
-            let task = tokio::spawn(accept_loop(self.clone(), slot.clone()));
-            listeners.insert(addr, ListenerEntry { slot, task });
+            let workers = tokio::runtime::Handle::current().metrics().num_workers();
+            let tasks = (0..workers.max(1))
+                .map(|_| tokio::spawn(accept_loop(self.clone(), slot.clone())))
+                .collect();
+            listeners.insert(addr, ListenerEntry { slot, tasks });
         }
         drop(listeners);
 
@@ -426,7 +438,7 @@ impl Engine {
     pub async fn soft_stop(self: &Arc<Self>, hard_after: Option<Duration>) {
         self.stopping.store(true, Ordering::SeqCst);
         for (_, e) in lock(&self.listeners).drain() {
-            e.task.abort();
+            e.stop();
         }
         tracing::warn!(
             "Stopping frontends; {} session(s) left to finish",

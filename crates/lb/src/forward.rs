@@ -15,7 +15,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::os::fd::AsRawFd;
+
 use nix::fcntl::{splice, SpliceFFlags};
+use nix::sys::socket::MsgFlags;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -92,6 +95,10 @@ impl Dir {
         }
     }
 
+    /// Reads what `from` has. A short read means the socket is drained, so readiness is
+    /// cleared right away (the closure reports `WouldBlock` after stashing the count),
+    /// saving the extra read that would only return EAGAIN. tokio clears readiness only
+    /// if no new event arrived meanwhile, so no wake-up is lost.
     fn read_from(&mut self, from: &TcpStream) -> io::Result<usize> {
         if matches!(self.carrier, Carrier::Idle) {
             self.carrier = match Pipe::get() {
@@ -99,22 +106,29 @@ impl Dir {
                 None => Carrier::Buf(vec![0u8; BUF_SIZE].into_boxed_slice(), 0, 0),
             };
         }
-        match &mut self.carrier {
-            Carrier::Pipe(p) => {
-                let n = from.try_io(Interest::READABLE, || {
-                    splice(from, None, p.write_end(), None, PIPE_SIZE, splice_flags())
-                        .map_err(io::Error::from)
-                })?;
-                p.pending = n;
-                Ok(n)
-            }
-            Carrier::Buf(buf, start, end) => {
-                let n = from.try_read(buf)?;
-                (*start, *end) = (0, n);
-                Ok(n)
-            }
+        let mut got = 0;
+        let r = match &mut self.carrier {
+            Carrier::Pipe(p) => from.try_io(Interest::READABLE, || {
+                got = splice(from, None, p.write_end(), None, PIPE_SIZE, splice_flags())?;
+                drained_if_short(got, PIPE_SIZE)
+            }),
+            Carrier::Buf(buf, _, _) => from.try_io(Interest::READABLE, || {
+                got = nix::sys::socket::recv(from.as_raw_fd(), buf, MsgFlags::empty())?;
+                drained_if_short(got, buf.len())
+            }),
             Carrier::Idle => Ok(0),
+        };
+        let n = match r {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => got,
+            Err(e) => return Err(e),
+        };
+        match &mut self.carrier {
+            Carrier::Pipe(p) => p.pending = n,
+            Carrier::Buf(_, start, end) => (*start, *end) = (0, n),
+            Carrier::Idle => {}
         }
+        Ok(n)
     }
 
     fn write_to(&mut self, to: &TcpStream) -> io::Result<usize> {
@@ -135,6 +149,16 @@ impl Dir {
             Carrier::Idle => 0,
         };
         self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// `Ok(n)` for a full read; for a short one (but not EOF), `WouldBlock` so the caller's
+/// `try_io` clears readiness.
+fn drained_if_short(n: usize, asked: usize) -> io::Result<usize> {
+    if n > 0 && n < asked {
+        Err(io::ErrorKind::WouldBlock.into())
+    } else {
         Ok(n)
     }
 }
