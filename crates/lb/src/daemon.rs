@@ -88,9 +88,17 @@ pub fn main(args: LbArgs) -> i32 {
     // Read while single-threaded: the local UTC offset cannot be read safely later.
     let _ = crate::log::local_offset();
     let threads = cfg.global.nbthread.unwrap_or_else(default_threads).max(1);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("rampart-lb")
+    // HAProxy's threading model: each worker thread runs its own event loop with its
+    // own copy of every listener; the main thread runs signals, checks and the runtime
+    // API. No session ever moves between threads.
+    let workers = match start_workers(threads) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("[ALERT] cannot start worker threads: {e}");
+            return 1;
+        }
+    };
+    let control = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -100,7 +108,23 @@ pub fn main(args: LbArgs) -> i32 {
             return 1;
         }
     };
-    rt.block_on(run(args, cfg, inherited))
+    control.block_on(run(args, cfg, inherited, workers))
+}
+
+/// Starts `n` threads, each driving a single-threaded runtime until the process exits.
+fn start_workers(n: usize) -> std::io::Result<Vec<tokio::runtime::Handle>> {
+    (0..n)
+        .map(|i| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let handle = rt.handle().clone();
+            std::thread::Builder::new()
+                .name(format!("rampart-lb-{i}"))
+                .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+            Ok(handle)
+        })
+        .collect()
 }
 
 fn default_threads() -> usize {
@@ -109,13 +133,16 @@ fn default_threads() -> usize {
         .unwrap_or(1)
 }
 
-fn take_listeners(
-    path: &std::path::Path,
-) -> std::io::Result<HashMap<std::net::SocketAddr, std::net::TcpListener>> {
-    let mut out = HashMap::new();
+type Inherited = HashMap<std::net::SocketAddr, Vec<std::net::TcpListener>>;
+
+/// Every listening socket of the old process, grouped by address (one per thread).
+fn take_listeners(path: &std::path::Path) -> std::io::Result<Inherited> {
+    let mut out: Inherited = HashMap::new();
     for p in fdpass::fetch_listeners(path, Duration::from_secs(10))? {
         let addr = p.addr;
-        out.insert(addr, fdpass::into_tcp_listener(p)?);
+        out.entry(addr)
+            .or_default()
+            .push(fdpass::into_tcp_listener(p)?);
     }
     Ok(out)
 }
@@ -123,18 +150,20 @@ fn take_listeners(
 async fn run(
     args: LbArgs,
     cfg: Config,
-    inherited: HashMap<std::net::SocketAddr, std::net::TcpListener>,
+    inherited: Inherited,
+    workers: Vec<tokio::runtime::Handle>,
 ) -> i32 {
     let sockets = cfg.global.stats_sockets.clone();
     let stats_timeout = cfg.global.stats_timeout;
     let pidfile = args.pidfile.clone().or(cfg.global.pidfile.clone());
-    let engine = match Engine::start(args.files.clone(), cfg, StartOptions { inherited }).await {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("{e}");
-            return 1;
-        }
-    };
+    let engine =
+        match Engine::start(args.files.clone(), cfg, StartOptions { inherited, workers }).await {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("{e}");
+                return 1;
+            }
+        };
     for s in &sockets {
         if let Err(e) = runtime_api::serve(engine.clone(), s, stats_timeout) {
             eprintln!("[ALERT] Starting frontend GLOBAL: {e} ({})", s.loc);

@@ -186,13 +186,15 @@ impl Sessions {
 struct ListenerSlot {
     bind: Bind,
     frontend: ArcSwap<FrontendRt>,
-    changed: Notify,
-    listener: Arc<TcpListener>,
 }
 
+/// One bind address: a `SO_REUSEPORT` socket per worker thread (the kernel spreads new
+/// connections over them), each with its own accept loop on its worker, so a session is
+/// accepted, proxied and closed on one thread, as HAProxy's threads do.
 struct ListenerEntry {
     slot: Arc<ListenerSlot>,
-    /// One accept loop per worker thread, so accepting scales with the threads.
+    /// Duplicates of the sockets' descriptors, to hand them to a new process (`-x`).
+    sockets: Vec<std::net::TcpListener>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -208,14 +210,18 @@ impl ListenerEntry {
 #[derive(Default)]
 pub struct StartOptions {
     /// Listening sockets inherited from an older process (`-x`), by address.
-    pub inherited: HashMap<SocketAddr, std::net::TcpListener>,
+    pub inherited: HashMap<SocketAddr, Vec<std::net::TcpListener>>,
+    /// Worker runtimes (one per thread) that accept and carry sessions. Empty: the
+    /// current runtime does, with one accept loop per worker of it.
+    pub workers: Vec<tokio::runtime::Handle>,
 }
 
 pub struct Engine {
     files: Vec<PathBuf>,
     gen: ArcSwap<Generation>,
     listeners: Mutex<HashMap<SocketAddr, ListenerEntry>>,
-    inherited: Mutex<HashMap<SocketAddr, std::net::TcpListener>>,
+    inherited: Mutex<HashMap<SocketAddr, Vec<std::net::TcpListener>>>,
+    workers: Vec<tokio::runtime::Handle>,
     /// Process-wide `maxconn`, resized on reload.
     global_slots: Arc<Limit>,
     pub actconn: AtomicU32,
@@ -263,6 +269,7 @@ impl Engine {
             }),
             listeners: Mutex::new(HashMap::new()),
             inherited: Mutex::new(opts.inherited),
+            workers: opts.workers,
             global_slots: Limit::new(0),
             actconn: AtomicU32::new(0),
             cum_conns: AtomicU64::new(0),
@@ -351,14 +358,9 @@ impl Engine {
                 if existing.contains_key(addr) {
                     continue;
                 }
-                let inherited = lock(&self.inherited).remove(addr);
-                let l = match inherited {
-                    Some(std) => from_std(std),
-                    None => bind_listener(*addr),
-                };
-                match l {
-                    Ok(l) => {
-                        opened.insert(*addr, l);
+                match self.open_sockets(*addr) {
+                    Ok(socks) => {
+                        opened.insert(*addr, socks);
                     }
                     Err(e) => {
                         return Err(ReloadError::Bind(format!(
@@ -380,9 +382,8 @@ impl Engine {
         let mut listeners = lock(&self.listeners);
         listeners.retain(|addr, entry| {
             if let Some((bind, fe)) = wanted.get(addr) {
-                entry.slot.frontend.store(fe.clone());
                 let _ = bind;
-                entry.slot.changed.notify_waiters();
+                entry.slot.frontend.store(fe.clone());
                 true
             } else {
                 entry.stop();
@@ -390,21 +391,16 @@ impl Engine {
                 false
             }
         });
-        for (addr, l) in opened {
+        for (addr, sockets) in opened {
             let Some((bind, fe)) = wanted.get(&addr) else {
                 continue;
             };
             let slot = Arc::new(ListenerSlot {
                 bind: bind.clone(),
                 frontend: ArcSwap::new(fe.clone()),
-                changed: Notify::new(),
-                listener: Arc::new(l),
             });
-            let workers = tokio::runtime::Handle::current().metrics().num_workers();
-            let tasks = (0..workers.max(1))
-                .map(|_| tokio::spawn(accept_loop(self.clone(), slot.clone())))
-                .collect();
-            listeners.insert(addr, ListenerEntry { slot, tasks });
+            let entry = self.start_accepting(slot, sockets);
+            listeners.insert(addr, entry);
         }
         drop(listeners);
 
@@ -420,18 +416,78 @@ impl Engine {
     }
 
     /// Listening sockets with their addresses, for `_getsocks`.
-    pub fn listening_sockets(&self) -> Vec<(SocketAddr, String, Arc<TcpListener>)> {
-        lock(&self.listeners)
-            .iter()
-            .map(|(addr, e)| {
-                let tag = format!(
-                    "{}/{}",
-                    e.slot.frontend.load().cfg.name,
-                    e.slot.bind.name.clone().unwrap_or_default()
-                );
-                (*addr, tag, e.slot.listener.clone())
-            })
-            .collect()
+    pub fn listening_sockets(&self) -> Vec<(SocketAddr, String, std::os::fd::OwnedFd)> {
+        let listeners = lock(&self.listeners);
+        let mut out = Vec::new();
+        for (addr, e) in listeners.iter() {
+            let tag = format!(
+                "{}/{}",
+                e.slot.frontend.load().cfg.name,
+                e.slot.bind.name.clone().unwrap_or_default()
+            );
+            for s in &e.sockets {
+                if let Ok(fd) = std::os::fd::AsFd::as_fd(s).try_clone_to_owned() {
+                    out.push((*addr, tag.clone(), fd));
+                }
+            }
+        }
+        out
+    }
+
+    /// Bind addresses being listened on.
+    pub fn listener_count(&self) -> usize {
+        lock(&self.listeners).len()
+    }
+
+    /// Threads that accept and carry sessions.
+    pub fn nbthread(&self) -> usize {
+        if self.workers.is_empty() {
+            tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers())
+        } else {
+            self.workers.len()
+        }
+    }
+
+    /// One socket per worker: inherited ones first (every inherited one is served, even
+    /// beyond the worker count, since closing a SO_REUSEPORT socket drops its queue),
+    /// then new ones bound alongside them.
+    fn open_sockets(&self, addr: SocketAddr) -> std::io::Result<Vec<std::net::TcpListener>> {
+        let mut socks = lock(&self.inherited).remove(&addr).unwrap_or_default();
+        while socks.len() < self.nbthread().max(1) {
+            socks.push(bind_listener(addr)?);
+        }
+        Ok(socks)
+    }
+
+    fn start_accepting(
+        self: &Arc<Self>,
+        slot: Arc<ListenerSlot>,
+        sockets: Vec<std::net::TcpListener>,
+    ) -> ListenerEntry {
+        let mut dups = Vec::new();
+        let mut tasks = Vec::new();
+        for (i, sock) in sockets.into_iter().enumerate() {
+            match sock.try_clone() {
+                Ok(d) => dups.push(d),
+                Err(e) => tracing::warn!("cannot keep a descriptor of {}: {e}", slot.bind.addr),
+            }
+            let (engine, slot) = (self.clone(), slot.clone());
+            let run = async move {
+                match from_std(sock) {
+                    Ok(l) => accept_loop(engine, slot, l).await,
+                    Err(e) => tracing::error!("listener {}: {e}", slot.bind.addr),
+                }
+            };
+            tasks.push(match self.workers.get(i % self.workers.len().max(1)) {
+                Some(h) => h.spawn(run),
+                None => tokio::spawn(run),
+            });
+        }
+        ListenerEntry {
+            slot,
+            sockets: dups,
+            tasks,
+        }
     }
 
     /// HAProxy's soft stop: stop accepting, let sessions finish, then resolve.
@@ -609,7 +665,7 @@ fn retire_removed(old: &Generation, new: &Generation) {
     }
 }
 
-fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+fn bind_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
@@ -621,7 +677,7 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     sock.listen(1024)?;
-    TcpListener::from_std(sock.into())
+    Ok(sock.into())
 }
 
 fn from_std(l: std::net::TcpListener) -> std::io::Result<TcpListener> {
@@ -629,24 +685,22 @@ fn from_std(l: std::net::TcpListener) -> std::io::Result<TcpListener> {
     TcpListener::from_std(l)
 }
 
-async fn accept_loop(engine: Arc<Engine>, slot: Arc<ListenerSlot>) {
+async fn accept_loop(engine: Arc<Engine>, slot: Arc<ListenerSlot>, listener: TcpListener) {
     loop {
-        // Register for the change notice before reading the frontend, so a reload landing
-        // in between is not missed.
-        let changed = slot.changed.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        let fe = slot.frontend.load_full();
-        let fe_permit = tokio::select! {
-            p = fe.slots.acquire() => match p { Some(p) => p, None => return },
-            _ = &mut changed => continue,
-        };
-        let Some(global_permit) = engine.global_slots.acquire().await else {
-            return;
-        };
-        match slot.listener.accept().await {
+        match listener.accept().await {
             Ok((sock, peer)) => {
                 engine.cum_conns.fetch_add(1, Ordering::Relaxed);
+                // At `maxconn` this loop stops accepting until a slot frees: the one
+                // connection it holds waits here and later ones wait in the kernel's
+                // backlog, as HAProxy pauses its listeners. Permits are taken only after
+                // accepting, so a loop never sits on a permit its socket may not use.
+                let fe = slot.frontend.load_full();
+                let Some(fe_permit) = fe.slots.acquire().await else {
+                    return;
+                };
+                let Some(global_permit) = engine.global_slots.acquire().await else {
+                    return;
+                };
                 let fe = slot.frontend.load_full();
                 let engine2 = engine.clone();
                 tokio::spawn(async move {

@@ -346,9 +346,7 @@ pub fn info_fields(engine: &Engine) -> Vec<InfoField> {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let threads = tokio::runtime::Handle::try_current()
-        .map(|h| h.metrics().num_workers())
-        .unwrap_or(1);
+    let threads = engine.nbthread();
     let f = |name, value: String, ty| InfoField { name, value, ty };
     vec![
         f("Name", "rampart".into(), "str"),
@@ -382,11 +380,7 @@ pub fn info_fields(engine: &Engine) -> Vec<InfoField> {
             "u32",
         ),
         f("Jobs", engine.sessions.active().to_string(), "u32"),
-        f(
-            "Listeners",
-            engine.listening_sockets().len().to_string(),
-            "u32",
-        ),
+        f("Listeners", engine.listener_count().to_string(), "u32"),
         f(
             "DroppedLogs",
             engine.logger.load().dropped().to_string(),
