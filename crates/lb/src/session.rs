@@ -200,12 +200,11 @@ async fn connect(
     loop {
         let srv = assigned.slot.server().clone();
         let attempt = match t.connect {
-            Some(limit) => tokio::time::timeout(limit, TcpStream::connect(srv.addr())).await,
-            None => Ok(TcpStream::connect(srv.addr()).await),
+            Some(limit) => tokio::time::timeout(limit, connect_tcp(srv.addr())).await,
+            None => Ok(connect_tcp(srv.addr()).await),
         };
         let timed_out = match attempt {
             Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
                 return Some((assigned, stream, first_attempt.elapsed().as_millis() as u64));
             }
             Ok(Err(_)) => false,
@@ -242,6 +241,31 @@ async fn connect(
             }
         }
     }
+}
+
+/// A non-blocking connect whose outcome is read from the socket's readiness: a refused
+/// or reset attempt reports error/hang-up there, so the `getsockopt(SO_ERROR)` that a
+/// generic connect makes on every connection is only paid when it failed.
+async fn connect_tcp(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    sock.set_tcp_nodelay(true)?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = TcpStream::from_std(std::net::TcpStream::from(sock))?;
+    let ready = stream.ready(tokio::io::Interest::WRITABLE).await?;
+    if ready.is_error() || ready.is_write_closed() {
+        let err = stream.take_error()?;
+        return Err(err.unwrap_or_else(|| std::io::ErrorKind::ConnectionRefused.into()));
+    }
+    Ok(stream)
 }
 
 /// HAProxy (`option redispatch [interval]`) redispatches a retry when the server is no
