@@ -122,38 +122,49 @@ fn report(
         Transition::None => return,
         Transition::WentDown => {
             let requeued = be.redistribute(srv);
-            let (act, bck) = be.usable_counts();
             be.mark_changed();
             format!(
-                "Server {}/{} is DOWN, reason: {}, check duration: {}ms. {} active and {} backup servers left. {} sessions active, {} requeued, {} remaining in queue.",
+                "Server {}/{} is DOWN, reason: {}, check duration: {}ms. {}",
                 be.name(),
                 srv.name(),
                 result.reason(),
                 took.as_millis(),
-                act,
-                bck,
-                srv.cur.load(Ordering::Relaxed),
-                requeued,
-                srv.queued()
+                servers_left(be, srv, requeued)
             )
         }
         Transition::WentUp => {
             be.dispatch();
-            let (act, bck) = be.usable_counts();
             be.mark_changed();
             format!(
-                "Server {}/{} is UP, reason: {}, check duration: {}ms. {} active and {} backup servers online. 0 sessions requeued, {} total in queue.",
+                "Server {}/{} is UP, reason: {}, check duration: {}ms. {}",
                 be.name(),
                 srv.name(),
                 result.reason(),
                 took.as_millis(),
-                act,
-                bck,
-                be.queued()
+                servers_online(be)
             )
         }
     };
     announce(be, &line, t);
+}
+
+/// HAProxy's tail of a "server went down" line.
+pub fn servers_left(be: &BackendRt, srv: &ServerRt, requeued: usize) -> String {
+    let (act, bck) = be.usable_counts();
+    format!(
+        "{act} active and {bck} backup servers left. {} sessions active, {requeued} requeued, {} remaining in queue.",
+        srv.cur.load(Ordering::Relaxed),
+        srv.queued()
+    )
+}
+
+/// HAProxy's tail of a "server came up" line.
+pub fn servers_online(be: &BackendRt) -> String {
+    let (act, bck) = be.usable_counts();
+    format!(
+        "{act} active and {bck} backup servers online. 0 sessions requeued, {} total in queue.",
+        be.queued()
+    )
 }
 
 /// Sends a server state change to stderr and to the backend's log targets (which are

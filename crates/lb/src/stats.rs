@@ -169,23 +169,12 @@ fn server_row(be: &BackendRt, s: &ServerRt, _pid: u32) -> Row {
         .set("act", u8::from(!s.cfg.backup))
         .set("bck", u8::from(s.cfg.backup))
         .set("lastchg", s.since_last_change().as_secs())
-        .set("pid", 1)
-        .set("iid", be.cfg.id)
         .set("sid", s.cfg.id)
         .set("lbtot", ld(&c.lbtot))
         .set("type", 2)
-        .set("rate", 0)
-        .set("rate_max", 0)
-        .set("cli_abrt", ld(&c.cli_abrt))
-        .set("srv_abrt", ld(&c.srv_abrt))
-        .set("lastsess", -1)
-        .set("qtime", 0)
-        .set("ctime", 0)
-        .set("rtime", 0)
-        .set("ttime", 0)
         .set("addr", s.addr())
-        .set("mode", be.cfg.mode.as_str())
         .set("uweight", s.weight());
+    backend_side(&mut r, be, c);
     if s.cfg.maxconn > 0 {
         r.set("slim", s.cfg.maxconn);
     }
@@ -247,11 +236,18 @@ fn backend_row(be: &BackendRt, _pid: u32) -> Row {
             servers.iter().map(|s| ld(&s.chkdown)).sum::<u64>(),
         )
         .set("lastchg", be.since_last_change().as_secs())
-        .set("pid", 1)
-        .set("iid", be.cfg.id)
         .set("sid", 0)
         .set("lbtot", sum(|c| &c.lbtot))
         .set("type", 1)
+        .set("algo", be.cfg.algorithm.as_str());
+    backend_side(&mut r, be, c);
+    r
+}
+
+/// Columns a server row and its backend row fill alike.
+fn backend_side(r: &mut Row, be: &BackendRt, c: &Counters) {
+    r.set("pid", 1)
+        .set("iid", be.cfg.id)
         .set("rate", 0)
         .set("rate_max", 0)
         .set("cli_abrt", ld(&c.cli_abrt))
@@ -261,9 +257,7 @@ fn backend_row(be: &BackendRt, _pid: u32) -> Row {
         .set("ctime", 0)
         .set("rtime", 0)
         .set("ttime", 0)
-        .set("mode", be.cfg.mode.as_str())
-        .set("algo", be.cfg.algorithm.as_str());
-    r
+        .set("mode", be.cfg.mode.as_str());
 }
 
 /// `show servers state`: format version 1, as HAProxy writes its server-state file.

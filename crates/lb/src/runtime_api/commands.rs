@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::checker::announce;
+use crate::checker::{announce, servers_left, servers_online};
 use crate::config::{self, Level};
 use crate::engine::Engine;
 use crate::health::Transition;
@@ -394,10 +394,18 @@ fn set_state(be: &Arc<BackendRt>, s: &Arc<ServerRt>, state: AdminState) -> Strin
             let requeued = be.redistribute(s);
             (!was_maint).then(|| {
                 if was_down {
-                    return (format!("Server {b}/{n} was DOWN and now enters maintenance."), Transition::None);
+                    return (
+                        format!("Server {b}/{n} was DOWN and now enters maintenance."),
+                        Transition::None,
+                    );
                 }
-                let (act, bck) = be.usable_counts();
-                (format!("Server {b}/{n} is going DOWN for maintenance. {act} active and {bck} backup servers left. {} sessions active, {requeued} requeued, {} remaining in queue.", s.cur.load(Ordering::Relaxed), s.queued()), Transition::WentDown)
+                (
+                    format!(
+                        "Server {b}/{n} is going DOWN for maintenance. {}",
+                        servers_left(be, s, requeued)
+                    ),
+                    Transition::WentDown,
+                )
             })
         }
     };
@@ -416,13 +424,17 @@ fn force_health(be: &Arc<BackendRt>, s: &Arc<ServerRt>, up: bool) -> String {
         Transition::None => return String::new(),
         Transition::WentUp => {
             be.dispatch();
-            let (act, bck) = be.usable_counts();
-            format!("Server {b}/{n} is UP, changed from CLI. {act} active and {bck} backup servers online. 0 sessions requeued, {} total in queue.", be.queued())
+            format!(
+                "Server {b}/{n} is UP, changed from CLI. {}",
+                servers_online(be)
+            )
         }
         Transition::WentDown => {
             let requeued = be.redistribute(s);
-            let (act, bck) = be.usable_counts();
-            format!("Server {b}/{n} is DOWN, changed from CLI. {act} active and {bck} backup servers left. {} sessions active, {requeued} requeued, {} remaining in queue.", s.cur.load(Ordering::Relaxed), s.queued())
+            format!(
+                "Server {b}/{n} is DOWN, changed from CLI. {}",
+                servers_left(be, s, requeued)
+            )
         }
     };
     be.mark_changed();
