@@ -199,9 +199,16 @@ struct ListenerEntry {
 }
 
 impl ListenerEntry {
-    fn stop(&self) {
+    /// Stops accepting and returns once every accept loop has ended, so the sockets are
+    /// closed when this resolves (an abort alone only takes effect at the loop's next
+    /// poll, on its own thread).
+    async fn close(self) {
         for t in &self.tasks {
             t.abort();
+        }
+        drop(self.sockets);
+        for t in self.tasks {
+            let _ = t.await;
         }
     }
 }
@@ -316,9 +323,16 @@ impl Engine {
             }
         };
         let warnings = cfg.warnings.clone();
-        if let Err(e) = self.apply_locked(cfg) {
-            tracing::error!("reload refused, keeping the running configuration: {e}");
-            return Err(e);
+        match self.apply_locked(cfg) {
+            Ok(removed) => {
+                for entry in removed {
+                    entry.close().await;
+                }
+            }
+            Err(e) => {
+                tracing::error!("reload refused, keeping the running configuration: {e}");
+                return Err(e);
+            }
         }
         tracing::info!(
             "reloaded configuration from {} (generation {})",
@@ -336,7 +350,8 @@ impl Engine {
     /// Swaps in `cfg`: builds runtime objects reusing the old ones where unchanged, opens
     /// new listeners (failing before anything changes), then swaps and closes the rest.
     /// Callers hold `reload_lock`.
-    fn apply_locked(self: &Arc<Self>, cfg: Config) -> Result<(), ReloadError> {
+    /// Returns the listeners the new configuration dropped, for the caller to close.
+    fn apply_locked(self: &Arc<Self>, cfg: Config) -> Result<Vec<ListenerEntry>, ReloadError> {
         let old = self.current();
         let cfg = Arc::new(cfg);
         let new_gen = Arc::new(build_generation(&cfg, &old));
@@ -380,17 +395,23 @@ impl Engine {
         self.gen.store(new_gen.clone());
 
         let mut listeners = lock(&self.listeners);
-        listeners.retain(|addr, entry| {
-            if let Some((bind, fe)) = wanted.get(addr) {
-                let _ = bind;
+        let gone: Vec<SocketAddr> = listeners
+            .keys()
+            .filter(|a| !wanted.contains_key(a))
+            .copied()
+            .collect();
+        let removed: Vec<ListenerEntry> = gone
+            .iter()
+            .filter_map(|a| {
+                tracing::info!("closing listener {a}");
+                listeners.remove(a)
+            })
+            .collect();
+        for (addr, entry) in listeners.iter() {
+            if let Some((_, fe)) = wanted.get(addr) {
                 entry.slot.frontend.store(fe.clone());
-                true
-            } else {
-                entry.stop();
-                tracing::info!("closed listener {addr}");
-                false
             }
-        });
+        }
         for (addr, sockets) in opened {
             let Some((bind, fe)) = wanted.get(&addr) else {
                 continue;
@@ -412,7 +433,7 @@ impl Engine {
         }
         // Sockets inherited but not wanted any more are closed here.
         lock(&self.inherited).clear();
-        Ok(())
+        Ok(removed)
     }
 
     /// Listening sockets with their addresses, for `_getsocks`.
@@ -493,8 +514,9 @@ impl Engine {
     /// HAProxy's soft stop: stop accepting, let sessions finish, then resolve.
     pub async fn soft_stop(self: &Arc<Self>, hard_after: Option<Duration>) {
         self.stopping.store(true, Ordering::SeqCst);
-        for (_, e) in lock(&self.listeners).drain() {
-            e.stop();
+        let all: Vec<ListenerEntry> = lock(&self.listeners).drain().map(|(_, e)| e).collect();
+        for e in all {
+            e.close().await;
         }
         tracing::warn!(
             "Stopping frontends; {} session(s) left to finish",
