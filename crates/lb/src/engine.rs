@@ -229,6 +229,8 @@ pub struct Engine {
     listeners: Mutex<HashMap<SocketAddr, ListenerEntry>>,
     inherited: Mutex<HashMap<SocketAddr, Vec<std::net::TcpListener>>>,
     workers: Vec<tokio::runtime::Handle>,
+    /// Live sessions per worker, to hand new ones to a less busy thread.
+    worker_load: Vec<AtomicU32>,
     /// Process-wide `maxconn`, resized on reload.
     global_slots: Arc<Limit>,
     pub actconn: AtomicU32,
@@ -276,6 +278,7 @@ impl Engine {
             }),
             listeners: Mutex::new(HashMap::new()),
             inherited: Mutex::new(opts.inherited),
+            worker_load: opts.workers.iter().map(|_| AtomicU32::new(0)).collect(),
             workers: opts.workers,
             global_slots: Limit::new(0),
             actconn: AtomicU32::new(0),
@@ -493,9 +496,10 @@ impl Engine {
                 Err(e) => tracing::warn!("cannot keep a descriptor of {}: {e}", slot.bind.addr),
             }
             let (engine, slot) = (self.clone(), slot.clone());
+            let me = i % self.workers.len().max(1);
             let run = async move {
                 match from_std(sock) {
-                    Ok(l) => accept_loop(engine, slot, l).await,
+                    Ok(l) => accept_loop(engine, slot, l, me).await,
                     Err(e) => tracing::error!("listener {}: {e}", slot.bind.addr),
                 }
             };
@@ -540,6 +544,18 @@ impl Engine {
         self.stopping.load(Ordering::SeqCst)
     }
 
+    /// The worker a session accepted on worker `me` should run on: `me`, unless another
+    /// has at least two fewer live sessions. The kernel's SO_REUSEPORT hash spreads
+    /// connections evenly only on average; a few long-lived ones can land on one thread.
+    fn pick_worker(&self, me: usize) -> usize {
+        let loads: Vec<u32> = self
+            .worker_load
+            .iter()
+            .map(|l| l.load(Ordering::Relaxed))
+            .collect();
+        pick_worker(&loads, me)
+    }
+
     /// Accept failures (EMFILE…) are logged at most once per second.
     pub fn note_accept_error(&self, e: &std::io::Error) {
         let mut last = lock(&self.accept_errors);
@@ -548,6 +564,17 @@ impl Engine {
             tracing::error!("accept() failed: {e}; pausing this listener briefly");
         }
     }
+}
+
+/// Stays on `me` unless the least loaded worker has fewer sessions by at least an
+/// eighth of ours (at least one): few long-lived flows are split evenly, while many
+/// short sessions are not bounced between threads over a difference of one or two.
+pub fn pick_worker(loads: &[u32], me: usize) -> usize {
+    let mine = loads.get(me).copied().unwrap_or(0);
+    (0..loads.len())
+        .min_by_key(|&w| loads[w])
+        .filter(|&w| loads[w] + (mine / 8).max(1) <= mine)
+        .unwrap_or(me)
 }
 
 /// Global `maxconn`, or what the open-file limit allows (two descriptors per session).
@@ -707,7 +734,12 @@ fn from_std(l: std::net::TcpListener) -> std::io::Result<TcpListener> {
     TcpListener::from_std(l)
 }
 
-async fn accept_loop(engine: Arc<Engine>, slot: Arc<ListenerSlot>, listener: TcpListener) {
+async fn accept_loop(
+    engine: Arc<Engine>,
+    slot: Arc<ListenerSlot>,
+    listener: TcpListener,
+    me: usize,
+) {
     loop {
         match listener.accept().await {
             Ok((sock, peer)) => {
@@ -723,16 +755,23 @@ async fn accept_loop(engine: Arc<Engine>, slot: Arc<ListenerSlot>, listener: Tcp
                 let Some(global_permit) = engine.global_slots.acquire().await else {
                     return;
                 };
+                let permits = Permits {
+                    frontend: fe_permit,
+                    global: global_permit,
+                };
                 let fe = slot.frontend.load_full();
+                let target = engine.pick_worker(me);
+                if target == me {
+                    tokio::spawn(run_session(engine.clone(), fe, sock, peer, permits, me));
+                    continue;
+                }
+                // Re-register the socket with the other thread's event loop.
+                let Ok(std) = sock.into_std() else { continue };
                 let engine2 = engine.clone();
-                tokio::spawn(async move {
-                    engine2.actconn.fetch_add(1, Ordering::Relaxed);
-                    let permits = Permits {
-                        frontend: fe_permit,
-                        global: global_permit,
-                    };
-                    session::run(engine2.clone(), fe, sock, peer, permits).await;
-                    engine2.actconn.fetch_sub(1, Ordering::Relaxed);
+                engine.workers[target].spawn(async move {
+                    if let Ok(sock) = tokio::net::TcpStream::from_std(std) {
+                        run_session(engine2, fe, sock, peer, permits, target).await;
+                    }
                 });
             }
             Err(e) => {
@@ -740,5 +779,51 @@ async fn accept_loop(engine: Arc<Engine>, slot: Arc<ListenerSlot>, listener: Tcp
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+async fn run_session(
+    engine: Arc<Engine>,
+    fe: Arc<FrontendRt>,
+    sock: tokio::net::TcpStream,
+    peer: SocketAddr,
+    permits: Permits,
+    worker: usize,
+) {
+    let load = engine.worker_load.get(worker);
+    if let Some(l) = load {
+        l.fetch_add(1, Ordering::Relaxed);
+    }
+    engine.actconn.fetch_add(1, Ordering::Relaxed);
+    session::run(engine.clone(), fe, sock, peer, permits).await;
+    engine.actconn.fetch_sub(1, Ordering::Relaxed);
+    if let Some(l) = load {
+        l.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_move_only_to_a_less_busy_worker() {
+        assert_eq!(pick_worker(&[0, 0], 0), 0);
+        assert_eq!(pick_worker(&[1, 1], 0), 0);
+        assert_eq!(pick_worker(&[1, 0], 0), 1);
+        assert_eq!(pick_worker(&[5, 3, 1], 0), 2);
+        assert_eq!(pick_worker(&[64, 60], 0), 0, "within an eighth: stay local");
+        assert_eq!(pick_worker(&[64, 56], 0), 1);
+        assert_eq!(pick_worker(&[], 0), 0, "no workers: the current runtime");
+    }
+
+    #[test]
+    fn eight_streams_arriving_on_one_thread_end_up_split_evenly() {
+        let mut loads = [0u32, 0];
+        for _ in 0..8 {
+            let w = pick_worker(&loads, 0);
+            loads[w] += 1;
+        }
+        assert!(loads[0].abs_diff(loads[1]) <= 1, "{loads:?}");
     }
 }
