@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::checker;
@@ -241,7 +241,6 @@ pub struct Engine {
     pub logger: ArcSwap<Logger>,
     reload_lock: tokio::sync::Mutex<()>,
     stopping: AtomicBool,
-    pub stopped: Notify,
     accept_errors: Mutex<Option<Instant>>,
 }
 
@@ -289,7 +288,6 @@ impl Engine {
             logger: ArcSwap::from_pointee(logger),
             reload_lock: tokio::sync::Mutex::new(()),
             stopping: AtomicBool::new(false),
-            stopped: Notify::new(),
             accept_errors: Mutex::new(None),
         });
         let guard = engine.reload_lock.lock().await;
@@ -300,10 +298,6 @@ impl Engine {
 
     pub fn current(&self) -> Arc<Generation> {
         self.gen.load_full()
-    }
-
-    pub fn files(&self) -> &[PathBuf] {
-        &self.files
     }
 
     pub fn global_maxconn(&self) -> usize {
@@ -537,7 +531,6 @@ impl Engine {
             }
             None => wait.await,
         }
-        self.stopped.notify_waiters();
     }
 
     pub fn is_stopping(&self) -> bool {
@@ -575,11 +568,6 @@ pub fn pick_worker(loads: &[u32], me: usize) -> usize {
         .min_by_key(|&w| loads[w])
         .filter(|&w| loads[w] + (mine / 8).max(1) <= mine)
         .unwrap_or(me)
-}
-
-/// Global `maxconn`, or what the open-file limit allows (two descriptors per session).
-pub fn effective_maxconn(configured: u32) -> usize {
-    fd_budget(configured).0
 }
 
 /// Splits the open-file limit between sessions (two descriptors each) and splice pipes

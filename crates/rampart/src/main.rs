@@ -1,5 +1,6 @@
 //! `rampart`: one binary, one subcommand per daemon or tool. Argument parsing and
 //! wiring only; each subcommand lives in its own crate.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
