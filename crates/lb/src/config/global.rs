@@ -4,14 +4,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::keywords::{
-    bind_candidates, global_candidates, is_ignored_global, option_entry, suggest, Treat,
+    global_candidates, is_ignored_global, option_entry, suggest, unknown_bind_keyword, Treat,
     BIND_OPTIONS,
 };
 use super::logline::{parse_log, LogDirective};
 use super::model::{Global, Level, StatsSocket};
-use super::notes::{too_many_args, Notes};
+use super::notes::{too_many_args, uint_arg, Notes};
 use super::proxy::LineCtx;
-use super::units::{parse_time, parse_uint};
+use super::units::parse_time;
 
 /// HAProxy's thread limit (MAX_THREADS on 64-bit builds).
 const MAX_THREADS: usize = 4096;
@@ -104,20 +104,6 @@ pub(crate) fn handle(
             notes.alert(format!("unknown keyword '{kw}' in 'global' section{hint}"));
         }
     }
-}
-
-fn uint_arg<T: std::str::FromStr>(words: &[String], notes: &mut Notes) -> Option<T> {
-    let kw = &words[0];
-    let Some(value) = words.get(1) else {
-        notes.alert(format!("'{kw}' expects an integer argument."));
-        return None;
-    };
-    if too_many_args(words, 2, notes) {
-        return None;
-    }
-    parse_uint(value)
-        .map_err(|e| notes.alert(format!("'{kw}' expects an integer argument: {e}.")))
-        .ok()
 }
 
 fn string_arg(words: &[String], notes: &mut Notes) -> Option<String> {
@@ -226,10 +212,7 @@ fn stats_socket_option(
         _ => match option_entry(BIND_OPTIONS, kw) {
             Some((n, _)) => n,
             None => {
-                let hint = suggest(kw, bind_candidates())
-                    .map(|s| format!("; did you mean '{s}' maybe ?"))
-                    .unwrap_or_default();
-                notes.alert(format!("'{who}' unknown keyword '{kw}'{hint}"));
+                unknown_bind_keyword(who, kw, notes);
                 return None;
             }
         },

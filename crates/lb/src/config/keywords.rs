@@ -590,6 +590,14 @@ pub(crate) fn server_candidates() -> impl Iterator<Item = &'static str> {
 }
 
 /// Candidate keywords for an unknown word on a `bind` line.
+/// Alert for an unknown keyword on a `bind` or `stats socket` line, with a suggestion.
+pub(crate) fn unknown_bind_keyword(who: &str, kw: &str, notes: &mut super::notes::Notes) {
+    let hint = suggest(kw, bind_candidates())
+        .map(|s| format!("; did you mean '{s}' maybe ?"))
+        .unwrap_or_default();
+    notes.alert(format!("'{who}' unknown keyword '{kw}'{hint}"));
+}
+
 pub(crate) fn bind_candidates() -> impl Iterator<Item = &'static str> {
     std::iter::once("name").chain(BIND_OPTIONS.iter().map(|(k, _, _)| *k))
 }

@@ -1,6 +1,7 @@
 //! Messages produced while reading one directive, before they get a location.
 
 use super::model::{Diagnostic, Loc, Severity};
+use super::units::parse_uint;
 
 /// Warnings and alerts of one directive, in the order they were found.
 #[derive(Debug, Default)]
@@ -57,4 +58,19 @@ pub(crate) fn too_many_args(words: &[String], max: usize, notes: &mut Notes) -> 
         }
         None => false,
     }
+}
+
+/// The single integer argument of a directive (`maxconn 100`), or an alert.
+pub(crate) fn uint_arg<T: std::str::FromStr>(words: &[String], notes: &mut Notes) -> Option<T> {
+    let kw = &words[0];
+    let Some(value) = words.get(1) else {
+        notes.alert(format!("'{kw}' expects an integer argument."));
+        return None;
+    };
+    if too_many_args(words, 2, notes) {
+        return None;
+    }
+    parse_uint(value)
+        .map_err(|e| notes.alert(format!("'{kw}' expects an integer argument: {e}.")))
+        .ok()
 }

@@ -10,10 +10,9 @@ use super::logline::{parse_log, LogDirective};
 use super::model::{
     Algorithm, Bind, HashType, Loc, LogOptions, LogTarget, Mode, Redispatch, Server, Timeouts,
 };
-use super::notes::{too_many_args, Notes};
+use super::notes::{too_many_args, uint_arg, Notes};
 use super::proxy_kw;
 use super::server::{apply_options, build_server, Origin, ServerTemplate, Site};
-use super::units::parse_uint;
 
 /// What kind of section a draft comes from; decides its capabilities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,14 +205,14 @@ pub(crate) fn handle(px: &mut ProxyDraft, words: &[String], cx: &LineCtx, notes:
         "contimeout" | "clitimeout" | "srvtimeout" => legacy_timeout(px, words, notes),
         "maxconn" => {
             if px.check_cap(kw, true, notes) {
-                if let Some(n) = uint_arg(words, notes) {
+                if let Some(n) = uint_arg::<u32>(words, notes) {
                     px.maxconn = n;
                 }
             }
         }
         "retries" => {
             if px.check_cap(kw, false, notes) {
-                if let Some(n) = uint_arg(words, notes) {
+                if let Some(n) = uint_arg::<u32>(words, notes) {
                     px.retries = n;
                 }
             }
@@ -229,24 +228,6 @@ pub(crate) fn handle(px: &mut ProxyDraft, words: &[String], cx: &LineCtx, notes:
             too_many_args(words, 1, notes);
         }
         _ => other_keyword(px, words, notes),
-    }
-}
-
-fn uint_arg(words: &[String], notes: &mut Notes) -> Option<u32> {
-    let kw = &words[0];
-    let Some(value) = words.get(1) else {
-        notes.alert(format!("'{kw}' expects an integer argument."));
-        return None;
-    };
-    if too_many_args(words, 2, notes) {
-        return None;
-    }
-    match parse_uint::<u32>(value) {
-        Ok(n) => Some(n),
-        Err(e) => {
-            notes.alert(format!("'{kw}' expects an integer argument: {e}."));
-            None
-        }
     }
 }
 
@@ -318,7 +299,7 @@ fn log(px: &mut ProxyDraft, words: &[String], cx: &LineCtx, notes: &mut Notes) {
 }
 
 fn proxy_id(px: &mut ProxyDraft, words: &[String], notes: &mut Notes) {
-    match uint_arg(words, notes) {
+    match uint_arg::<u32>(words, notes) {
         Some(0) => notes.alert("custom id has to be > 0."),
         Some(n) => px.id = Some(n),
         None => {}

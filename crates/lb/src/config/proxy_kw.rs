@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::addr::parse_bind_addrs;
 use super::keywords::{
-    bind_candidates, option_candidates, option_entry, suggest, Treat, BIND_OPTIONS, OPTIONS_CHECKS,
-    OPTIONS_IGNORED, TIMEOUTS_HONOURED, TIMEOUTS_IGNORED,
+    option_candidates, option_entry, suggest, unknown_bind_keyword, Treat, BIND_OPTIONS,
+    OPTIONS_CHECKS, OPTIONS_IGNORED, TIMEOUTS_HONOURED, TIMEOUTS_IGNORED,
 };
 use super::model::{Algorithm, Bind, HashType, Redispatch, Timeouts};
 use super::notes::{too_many_args, Notes};
@@ -53,10 +53,7 @@ fn bind_options(words: &[String], who: &str, notes: &mut Notes) -> Option<Option
                     n
                 }
                 None => {
-                    let hint = suggest(kw, bind_candidates())
-                        .map(|s| format!("; did you mean '{s}' maybe ?"))
-                        .unwrap_or_default();
-                    notes.alert(format!("'{who}' unknown keyword '{kw}'{hint}"));
+                    unknown_bind_keyword(who, kw, notes);
                     return None;
                 }
             }
