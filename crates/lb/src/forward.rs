@@ -110,7 +110,9 @@ impl Dir {
         let r = match &mut self.carrier {
             Carrier::Pipe(p) => from.try_io(Interest::READABLE, || {
                 got = splice(from, None, p.write_end(), None, PIPE_SIZE, splice_flags())?;
-                drained_if_short(got, PIPE_SIZE)
+                // A splice also stops when the pipe runs out of slots; only fewer bytes
+                // than slots proves the socket was drained.
+                drained_if_short(got, p.slots)
             }),
             Carrier::Buf(buf, _, _) => from.try_io(Interest::READABLE, || {
                 got = nix::sys::socket::recv(from.as_raw_fd(), buf, MsgFlags::empty())?;
@@ -153,10 +155,10 @@ impl Dir {
     }
 }
 
-/// `Ok(n)` for a full read; for a short one (but not EOF), `WouldBlock` so the caller's
-/// `try_io` clears readiness.
-fn drained_if_short(n: usize, asked: usize) -> io::Result<usize> {
-    if n > 0 && n < asked {
+/// `Ok(n)` unless fewer than `limit` bytes came (but not EOF), which proves the socket
+/// drained: then `WouldBlock`, so the caller's `try_io` clears readiness.
+fn drained_if_short(n: usize, limit: usize) -> io::Result<usize> {
+    if n > 0 && n < limit {
         Err(io::ErrorKind::WouldBlock.into())
     } else {
         Ok(n)
@@ -224,10 +226,7 @@ fn poll_dir(
     for _ in 0..BURST_BUDGET {
         if d.carrier.pending() > 0 {
             match to.poll_write_ready(cx) {
-                Poll::Pending => {
-                    *blocked_on = Some(to_side);
-                    return Step::Parked;
-                }
+                Poll::Pending => return Step::Parked,
                 Poll::Ready(Err(_)) => return Step::Failed(to_side),
                 Poll::Ready(Ok(())) => {}
             }
@@ -236,8 +235,9 @@ fn poll_dir(
                     *moved = true;
                     *blocked_on = None;
                 }
-                // Readiness was cleared: the next poll_write_ready registers the waker.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The peer is not taking data; readiness was cleared, so the next
+                // poll_write_ready registers the waker.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => *blocked_on = Some(to_side),
                 Err(_) => return Step::Failed(to_side),
             }
             continue;
@@ -317,9 +317,10 @@ impl Future for Forward<'_> {
             let Some((deadline, side)) =
                 deadline(this.up, this.down, this.limits, *this.last_activity)
             else {
-                let never = far_future(*this.last_activity);
-                if this.timer.deadline() != never {
-                    this.timer.as_mut().reset(never);
+                // No limit: park the timer far away once, not on every poll.
+                let soon = *this.last_activity + Duration::from_secs(86400 * 30);
+                if this.timer.deadline() < soon {
+                    this.timer.as_mut().reset(far_future(*this.last_activity));
                 }
                 return Poll::Pending;
             };
@@ -341,12 +342,15 @@ impl Future for Forward<'_> {
 
 /// When the session expires if nothing moves, and which side is to blame.
 fn deadline(up: &Dir, down: &Dir, t: &IdleTimeouts, last: Instant) -> Option<(Instant, Side)> {
-    let client = if up.eof {
+    // HAProxy: `client-fin` applies once the client side is half-closed by us, i.e. the
+    // server finished and we shut our write side toward the client (FIN_WAIT there);
+    // `server-fin` likewise once the client finished.
+    let client = if down.eof {
         t.client_fin.or(t.client)
     } else {
         t.client
     };
-    let server = if down.eof {
+    let server = if up.eof {
         t.server_fin.or(t.server)
     } else {
         t.server

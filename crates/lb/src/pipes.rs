@@ -41,6 +41,10 @@ pub struct Pipe {
     fds: Option<(OwnedFd, OwnedFd)>,
     /// Bytes spliced in and not yet out.
     pub pending: usize,
+    /// Buffer slots of this pipe (its capacity in pages). Every slot holds at least one
+    /// byte, so a splice that moved fewer bytes than this did not stop for lack of slots:
+    /// the socket was drained.
+    pub slots: usize,
 }
 
 impl Pipe {
@@ -51,13 +55,22 @@ impl Pipe {
             IN_USE.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        let fds = POOL.with(|p| p.borrow_mut().pop()).or_else(new_pipe);
+        let fds = POOL
+            .try_with(|p| p.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .or_else(new_pipe);
         if fds.is_none() {
             IN_USE.fetch_sub(1, Ordering::Relaxed);
         }
-        fds.map(|fds| Pipe {
-            fds: Some(fds),
-            pending: 0,
+        fds.map(|(r, w)| {
+            let slots =
+                fcntl(&w, FcntlArg::F_GETPIPE_SZ).map_or(16, |b| (b as usize / 4096).max(1));
+            Pipe {
+                fds: Some((r, w)),
+                pending: 0,
+                slots,
+            }
         })
     }
 
@@ -82,7 +95,8 @@ impl Drop for Pipe {
         // A pipe still holding bytes belongs to a dead session: close it, never reuse it.
         if self.pending == 0 {
             if let Some(fds) = self.fds.take() {
-                POOL.with(|p| {
+                // At thread exit the pool may already be gone: then the pipe just closes.
+                let _ = POOL.try_with(|p| {
                     let mut p = p.borrow_mut();
                     if p.len() < POOL_PER_THREAD {
                         p.push(fds);

@@ -325,3 +325,47 @@ async fn idle_sessions_are_closed_after_timeout_client() {
     assert!(started.elapsed() >= Duration::from_millis(250));
     eventually("origin sees the close", || a.live() == 0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_segments_queued_before_forwarding_all_arrive() {
+    // While the session waits for a server slot, 1,000 separate 100-byte segments pile up
+    // in the balancer's socket. A splice then stops when the pipe runs out of slots, not
+    // because the socket is empty: no byte may be left behind.
+    let a = Origin::start("a").await;
+    let port = free_port();
+    let _lb = Lb::start(&format!(
+        "defaults\n mode tcp\n timeout connect 1s\n timeout client 30s\n timeout server 30s\n timeout queue 20s\n\
+         listen l\n bind 127.0.0.1:{port}\n server a {} maxconn 1\n",
+        a.addr
+    ))
+    .await;
+    let first = connect_named(lb_addr(port)).await.expect("first session");
+    // sendfile from 1,000 different file pages: segments the kernel cannot merge.
+    let dir = TempDir::new("segments");
+    let path = dir.path().join("pages");
+    std::fs::write(&path, vec![7u8; 1000 * 4096]).expect("page file");
+    let std_stream = std::net::TcpStream::connect(lb_addr(port)).expect("connect");
+    std_stream.set_nodelay(true).expect("nodelay");
+    let std_stream = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path).expect("open");
+        for i in 0..1000i64 {
+            let mut off = i * 4096;
+            let n = nix::sys::sendfile::sendfile(&std_stream, &file, Some(&mut off), 100)
+                .expect("sendfile");
+            assert_eq!(n, 100);
+        }
+        std_stream
+    })
+    .await
+    .expect("sender");
+    std_stream.set_nonblocking(true).expect("nonblocking");
+    let mut s = tokio::net::TcpStream::from_std(std_stream).expect("tokio stream");
+    drop(first);
+    let mut got = vec![0u8; 2 + 100_000];
+    tokio::time::timeout(WAIT, s.read_exact(&mut got))
+        .await
+        .expect("every queued byte is forwarded and echoed")
+        .expect("read");
+    assert_eq!(&got[..2], b"a\n");
+    assert!(got[2..].iter().all(|&b| b == 7));
+}
