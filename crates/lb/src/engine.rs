@@ -351,8 +351,30 @@ impl Engine {
     fn apply_locked(self: &Arc<Self>, cfg: Config) -> Result<Vec<ListenerEntry>, ReloadError> {
         let old = self.current();
         let cfg = Arc::new(cfg);
+        // Bind what is new before touching anything live: a failed bind must leave the
+        // running configuration exactly as it was.
+        let mut opened = HashMap::new();
+        {
+            let existing = lock(&self.listeners);
+            for bind in cfg.frontends.iter().flat_map(|f| f.binds.iter()) {
+                if existing.contains_key(&bind.addr) || opened.contains_key(&bind.addr) {
+                    continue;
+                }
+                match self.open_sockets(bind.addr) {
+                    Ok(socks) => {
+                        opened.insert(bind.addr, socks);
+                    }
+                    Err(e) => {
+                        return Err(ReloadError::Bind(format!(
+                            "Starting frontend: cannot bind socket [{}] ({}): {e}",
+                            bind.addr, bind.loc
+                        )))
+                    }
+                }
+            }
+        }
+        // Building the generation resizes limits and hands queues over: only now.
         let new_gen = Arc::new(build_generation(&cfg, &old));
-
         let wanted: HashMap<SocketAddr, (Bind, Arc<FrontendRt>)> = new_gen
             .frontends
             .iter()
@@ -363,26 +385,6 @@ impl Engine {
                     .map(move |b| (b.addr, (b.clone(), fe.clone())))
             })
             .collect();
-        let mut opened = HashMap::new();
-        {
-            let existing = lock(&self.listeners);
-            for (addr, (bind, _)) in &wanted {
-                if existing.contains_key(addr) {
-                    continue;
-                }
-                match self.open_sockets(*addr) {
-                    Ok(socks) => {
-                        opened.insert(*addr, socks);
-                    }
-                    Err(e) => {
-                        return Err(ReloadError::Bind(format!(
-                            "Starting frontend: cannot bind socket [{}] ({}): {e}",
-                            addr, bind.loc
-                        )))
-                    }
-                }
-            }
-        }
 
         let (maxconn, maxpipes) = fd_budget(cfg.global.maxconn);
         self.global_slots.resize(maxconn);
@@ -625,7 +627,7 @@ fn build_generation(cfg: &Arc<Config>, old: &Generation) -> Generation {
                 // Servers added at runtime live until `del server`, across reloads; one
                 // whose id the file now uses gets a fresh id.
                 if let Some(p) = prev {
-                    be.adopt_queue(p);
+                    p.hand_over_to(&be);
                     for s in p.servers().iter() {
                         let in_file = p.cfg.servers.iter().any(|c| c.name == s.name());
                         if in_file || be.server(s.name()).is_some() {
@@ -749,8 +751,11 @@ async fn accept_loop(
                 };
                 let fe = slot.frontend.load_full();
                 let target = engine.pick_worker(me);
+                // Counted now, not when the session starts on its thread, so a burst of
+                // accepts sees the sessions it has just handed out.
+                let load = WorkerLoad::enter(&engine, target);
                 if target == me {
-                    tokio::spawn(run_session(engine.clone(), fe, sock, peer, permits, me));
+                    tokio::spawn(run_session(engine.clone(), fe, sock, peer, permits, load));
                     continue;
                 }
                 // Re-register the socket with the other thread's event loop.
@@ -758,7 +763,7 @@ async fn accept_loop(
                 let engine2 = engine.clone();
                 engine.workers[target].spawn(async move {
                     if let Ok(sock) = tokio::net::TcpStream::from_std(std) {
-                        run_session(engine2, fe, sock, peer, permits, target).await;
+                        run_session(engine2, fe, sock, peer, permits, load).await;
                     }
                 });
             }
@@ -776,17 +781,36 @@ async fn run_session(
     sock: tokio::net::TcpStream,
     peer: SocketAddr,
     permits: Permits,
-    worker: usize,
+    _load: WorkerLoad,
 ) {
-    let load = engine.worker_load.get(worker);
-    if let Some(l) = load {
-        l.fetch_add(1, Ordering::Relaxed);
-    }
     engine.actconn.fetch_add(1, Ordering::Relaxed);
     session::run(engine.clone(), fe, sock, peer, permits).await;
     engine.actconn.fetch_sub(1, Ordering::Relaxed);
-    if let Some(l) = load {
-        l.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// One session counted on a worker for as long as it lives (released even on panic).
+struct WorkerLoad {
+    engine: Arc<Engine>,
+    worker: usize,
+}
+
+impl WorkerLoad {
+    fn enter(engine: &Arc<Engine>, worker: usize) -> WorkerLoad {
+        if let Some(l) = engine.worker_load.get(worker) {
+            l.fetch_add(1, Ordering::Relaxed);
+        }
+        WorkerLoad {
+            engine: engine.clone(),
+            worker,
+        }
+    }
+}
+
+impl Drop for WorkerLoad {
+    fn drop(&mut self) {
+        if let Some(l) = self.engine.worker_load.get(self.worker) {
+            l.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

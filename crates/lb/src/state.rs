@@ -420,6 +420,9 @@ pub struct BackendRt {
     last_change: Mutex<Instant>,
     /// The backend's `log` targets: server state changes go there, as in HAProxy.
     pub logger: crate::log::Logger,
+    /// The backend that replaced this one on a reload: sessions that started here queue
+    /// and are served there, so none waits in a queue nobody serves any more.
+    successor: Mutex<Weak<BackendRt>>,
 }
 
 impl BackendRt {
@@ -434,6 +437,7 @@ impl BackendRt {
     ) -> Arc<Self> {
         let be = Arc::new(BackendRt {
             logger,
+            successor: Mutex::new(Weak::new()),
             cfg,
             servers: ArcSwap::from_pointee(servers),
             balancer: Mutex::new(Balancer::default()),
@@ -450,8 +454,28 @@ impl BackendRt {
         be
     }
 
+    /// The backend now in charge: this one, or the one that replaced it on a reload.
+    pub fn latest(self: &Arc<Self>) -> Arc<BackendRt> {
+        let mut be = self.clone();
+        // Bounded: each reload adds one link; a chain longer than this is not expected.
+        for _ in 0..64 {
+            let next = lock(&be.successor).upgrade();
+            match next {
+                Some(n) => be = n,
+                None => break,
+            }
+        }
+        be
+    }
+
+    /// Makes `new` this backend's successor and hands it this backend's queue.
+    pub fn hand_over_to(&self, new: &Arc<BackendRt>) {
+        *lock(&self.successor) = Arc::downgrade(new);
+        new.adopt_queue(self);
+    }
+
     /// Takes over the backend queue of the object this one replaces on a reload.
-    pub fn adopt_queue(&self, old: &BackendRt) {
+    fn adopt_queue(&self, old: &BackendRt) {
         let moved: Vec<Waiter> = lock(&old.overflow).drain(..).collect();
         old.overflow_len.store(0, Ordering::SeqCst);
         let mut q = lock(&self.overflow);
@@ -606,50 +630,50 @@ impl BackendRt {
     ) -> Result<Assigned, AssignError> {
         let started = Instant::now();
         loop {
+            let be = self.latest();
             let (rx, id, place, sq) = {
-                let mut bal = lock(&self.balancer);
-                let servers = self.servers.load_full();
-                let (idx, cands) = self.candidates(&servers, avoid);
+                let mut bal = lock(&be.balancer);
+                let servers = be.servers.load_full();
+                let (idx, cands) = be.candidates(&servers, avoid);
                 if cands.is_empty() {
                     return Err(AssignError::NoServer);
                 }
                 let (tx, rx) = oneshot::channel();
-                let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
-                let place =
-                    match bal.pick(self.cfg.algorithm, self.cfg.hash_type, &cands, client_key) {
-                        Pick::Server(i) => {
-                            let slot = self.reserve(&servers[idx[i]]);
-                            return Ok(Assigned {
-                                slot,
-                                queued_for: started.elapsed(),
-                                srv_queue: 0,
-                                backend_queue: 0,
-                            });
-                        }
-                        Pick::Queue(i) => {
-                            let server = servers[idx[i]].clone();
-                            let pinned = self.cfg.algorithm == crate::config::Algorithm::Source;
-                            server.push_waiter(Waiter { id, pinned, tx });
-                            Some(server)
-                        }
-                        Pick::Full => {
-                            // Every server queue is at `maxqueue`: wait in the backend queue.
-                            let mut q = lock(&self.overflow);
-                            q.push_back(Waiter {
-                                id,
-                                pinned: false,
-                                tx,
-                            });
-                            self.overflow_len.fetch_add(1, Ordering::SeqCst);
-                            None
-                        }
-                    };
-                let total = self.queued();
-                Counters::raise_max(&self.counters.qmax, total);
+                let id = be.next_waiter.fetch_add(1, Ordering::Relaxed);
+                let place = match bal.pick(be.cfg.algorithm, be.cfg.hash_type, &cands, client_key) {
+                    Pick::Server(i) => {
+                        let slot = be.reserve(&servers[idx[i]]);
+                        return Ok(Assigned {
+                            slot,
+                            queued_for: started.elapsed(),
+                            srv_queue: 0,
+                            backend_queue: 0,
+                        });
+                    }
+                    Pick::Queue(i) => {
+                        let server = servers[idx[i]].clone();
+                        let pinned = be.cfg.algorithm == crate::config::Algorithm::Source;
+                        server.push_waiter(Waiter { id, pinned, tx });
+                        Some(server)
+                    }
+                    Pick::Full => {
+                        // Every server queue is at `maxqueue`: wait in the backend queue.
+                        let mut q = lock(&be.overflow);
+                        q.push_back(Waiter {
+                            id,
+                            pinned: false,
+                            tx,
+                        });
+                        be.overflow_len.fetch_add(1, Ordering::SeqCst);
+                        None
+                    }
+                };
+                let total = be.queued();
+                Counters::raise_max(&be.counters.qmax, total);
                 (rx, id, place, total)
             };
             // A slot may have been freed between our look and our enqueue.
-            self.dispatch();
+            be.dispatch();
             let waited = match queue_timeout {
                 Some(t) => tokio::time::timeout(t.saturating_sub(started.elapsed()), rx).await,
                 None => Ok(rx.await),
@@ -670,7 +694,7 @@ impl BackendRt {
                         Some(server) => {
                             server.remove_waiter(id);
                         }
-                        None => self.remove_overflow(id),
+                        None => be.remove_overflow(id),
                     }
                     return Err(AssignError::QueueTimeout);
                 }

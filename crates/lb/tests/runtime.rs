@@ -345,3 +345,53 @@ async fn maintenance_pauses_checks_and_ready_restarts_them() {
         "a"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_refused_on_a_bind_error_changes_nothing() {
+    let (a, b) = (Origin::start("a").await, Origin::start("b").await);
+    let port = free_port();
+    let cfg = base_cfg(port, a.addr, b.addr, "").replace(
+        &format!(" bind 127.0.0.1:{port}\n"),
+        &format!(" bind 127.0.0.1:{port}\n maxconn 5\n"),
+    );
+    let lb = Lb::start(&cfg).await;
+    assert_eq!(
+        stat_row(&lb.cmd("show stat").await, "f", "FRONTEND")["slim"],
+        "5"
+    );
+    // The new file raises maxconn but also binds a port someone else holds.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = taken.local_addr().expect("addr").port();
+    let bad = cfg.replace(" maxconn 5\n", " maxconn 50\n")
+        + &format!(
+            "listen clash\n bind 127.0.0.1:{busy}\n server a {}\n",
+            a.addr
+        );
+    lb.rewrite(&bad);
+    let reply = lb.cmd("reload").await;
+    assert!(reply.starts_with("Success=0"), "{reply}");
+    assert!(reply.contains("cannot bind socket"), "{reply}");
+    let csv = lb.cmd("show stat").await;
+    assert_eq!(
+        stat_row(&csv, "f", "FRONTEND")["slim"],
+        "5",
+        "limits untouched"
+    );
+    assert!(
+        !csv.contains("clash,"),
+        "nothing of the refused file is live"
+    );
+    // The enforced limit is still 5: five sessions are served, a sixth waits.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(
+            connect_named(lb_addr(port))
+                .await
+                .expect("within maxconn 5"),
+        );
+    }
+    let sixth =
+        tokio::time::timeout(Duration::from_millis(500), connect_named(lb_addr(port))).await;
+    assert!(sixth.is_err(), "a sixth session must wait at maxconn 5");
+    drop(taken);
+}
