@@ -18,7 +18,7 @@ const LOG_EMERG: u8 = 0;
 
 /// Starts the check task of `server` unless it has one or needs none.
 pub fn ensure(engine: &Arc<Engine>, server: &Arc<ServerRt>) {
-    if !server.cfg.check || server.check_started.swap(true, Ordering::SeqCst) {
+    if !server.cfg.settings.check || server.check_started.swap(true, Ordering::SeqCst) {
         return;
     }
     let engine = Arc::downgrade(engine);
@@ -30,7 +30,7 @@ async fn run(engine: Weak<Engine>, server: Weak<ServerRt>) {
     // Spread the first checks so a restart does not probe every server at once.
     let first = server
         .upgrade()
-        .map(|s| s.cfg.inter.min(Duration::from_millis(1000)))
+        .map(|s| s.cfg.settings.inter.min(Duration::from_millis(1000)))
         .unwrap_or_default();
     tokio::time::sleep(jitter(first)).await;
     loop {
@@ -42,7 +42,7 @@ async fn run(engine: Weak<Engine>, server: Weak<ServerRt>) {
         }
         if srv.in_maint() {
             // HAProxy pauses checks in maintenance; they restart from scratch on `ready`.
-            let inter = srv.cfg.inter;
+            let inter = srv.cfg.settings.inter;
             drop((engine, srv));
             tokio::time::sleep(inter).await;
             continue;
@@ -77,7 +77,7 @@ fn jitter(max: Duration) -> Duration {
 
 fn check_target(srv: &ServerRt) -> SocketAddr {
     let mut addr = srv.addr();
-    if let Some(p) = srv.cfg.check_port {
+    if let Some(p) = srv.cfg.settings.check_port {
         addr.set_port(p);
     }
     addr
@@ -86,7 +86,7 @@ fn check_target(srv: &ServerRt) -> SocketAddr {
 /// HAProxy: with `timeout check`, connecting may take min(`timeout connect`, `inter`);
 /// without it, `inter` bounds the whole check.
 pub fn check_timeout(srv: &ServerRt, be: Option<&BackendRt>) -> Duration {
-    let inter = srv.cfg.inter;
+    let inter = srv.cfg.settings.inter;
     let t = be.map(|b| b.cfg.timeouts).unwrap_or_default();
     match t.check {
         Some(_) => t.connect.unwrap_or(inter).min(inter),

@@ -113,14 +113,14 @@ impl ServerRt {
     pub fn new(cfg: Server, backend_name: &str) -> Arc<Self> {
         let params = check_params(&cfg);
         // As HAProxy shows it: forced and configuration maintenance (admin state 5).
-        let admin = if cfg.disabled {
+        let admin = if cfg.settings.disabled {
             admin::FMAINT | admin::CMAINT
         } else {
             0
         };
         Arc::new(ServerRt {
             addr: Mutex::new(cfg.addr),
-            weight: AtomicU32::new(cfg.weight),
+            weight: AtomicU32::new(cfg.settings.weight),
             admin: AtomicU8::new(admin),
             up: AtomicBool::new(true),
             health: Mutex::new(Health::new(params)),
@@ -144,9 +144,10 @@ impl ServerRt {
     /// A replacement for `old` after a reload: keeps what an operator set at runtime
     /// (address, weight, admin state) and the health state when checks are unchanged.
     pub fn succeed(cfg: Server, backend_name: &str, old: &ServerRt) -> Arc<Self> {
-        let same_check = check_params(&cfg) == check_params(&old.cfg) && cfg.check == old.cfg.check;
+        let same_check = check_params(&cfg) == check_params(&old.cfg)
+            && cfg.settings.check == old.cfg.settings.check;
         let same_addr = cfg.addr == old.cfg.addr;
-        let cfg_weight_changed = cfg.weight != old.cfg.weight;
+        let cfg_weight_changed = cfg.settings.weight != old.cfg.settings.weight;
         let new = ServerRt::new(cfg, backend_name);
         if !same_addr {
             // The file changed the address: the file wins over a runtime `set server addr`.
@@ -222,11 +223,12 @@ impl ServerRt {
     }
 
     fn has_slot(&self) -> bool {
-        self.cfg.maxconn == 0 || self.cur.load(Ordering::SeqCst) < self.cfg.maxconn
+        self.cfg.settings.maxconn == 0
+            || self.cur.load(Ordering::SeqCst) < self.cfg.settings.maxconn
     }
 
     fn queue_room(&self) -> bool {
-        self.cfg.maxqueue == 0 || self.queued() < self.cfg.maxqueue
+        self.cfg.settings.maxqueue == 0 || self.queued() < self.cfg.settings.maxqueue
     }
 
     pub fn health(&self) -> Health {
@@ -349,11 +351,11 @@ impl ServerRt {
 
 pub fn check_params(s: &Server) -> CheckParams {
     CheckParams {
-        rise: s.rise,
-        fall: s.fall,
-        inter: s.inter,
-        fastinter: s.fastinter,
-        downinter: s.downinter,
+        rise: s.settings.rise,
+        fall: s.settings.fall,
+        inter: s.settings.inter,
+        fastinter: s.settings.fastinter,
+        downinter: s.settings.downinter,
     }
 }
 
@@ -519,11 +521,11 @@ impl BackendRt {
         let servers = self.servers.load();
         let act = servers
             .iter()
-            .filter(|s| s.usable() && !s.cfg.backup)
+            .filter(|s| s.usable() && !s.cfg.settings.backup)
             .count();
         let bck = servers
             .iter()
-            .filter(|s| s.usable() && s.cfg.backup)
+            .filter(|s| s.usable() && s.cfg.settings.backup)
             .count();
         (act, bck)
     }
@@ -574,7 +576,7 @@ impl BackendRt {
             .iter()
             .map(|s| Eligibility {
                 usable: s.usable() && Some(s.cfg.id) != avoid,
-                backup: s.cfg.backup,
+                backup: s.cfg.settings.backup,
             })
             .collect();
         let mut idx = balance::eligible(&elig, self.cfg.allbackups);
@@ -603,7 +605,7 @@ impl BackendRt {
     fn effective_weight(&self, s: &ServerRt) -> u32 {
         let w = s.weight();
         if self.cfg.algorithm == crate::config::Algorithm::StaticRr && w > 0 {
-            s.cfg.weight.max(1)
+            s.cfg.settings.weight.max(1)
         } else {
             w
         }
@@ -770,7 +772,7 @@ impl BackendRt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Algorithm, HashType, Loc, LogOptions, Mode, Timeouts};
+    use crate::config::{Algorithm, HashType, Loc, LogOptions, Mode, ServerSettings, Timeouts};
 
     fn server(id: u32, maxconn: u32, maxqueue: u32) -> Server {
         Server {
@@ -778,18 +780,11 @@ mod tests {
             id,
             host: "127.0.0.1".into(),
             addr: SocketAddr::from(([127, 0, 0, 1], 10000 + id as u16)),
-            check: false,
-            inter: Duration::from_secs(2),
-            fastinter: None,
-            downinter: None,
-            rise: 2,
-            fall: 3,
-            check_port: None,
-            weight: 1,
-            maxconn,
-            maxqueue,
-            backup: false,
-            disabled: false,
+            settings: ServerSettings {
+                maxconn,
+                maxqueue,
+                ..ServerSettings::default()
+            },
             loc: Loc::default(),
         }
     }
@@ -902,7 +897,7 @@ mod tests {
     fn leastconn_spreads_and_respects_weights() {
         rt().block_on(async {
             let mut s2 = server(2, 0, 0);
-            s2.weight = 3;
+            s2.settings.weight = 3;
             let be = backend(Algorithm::LeastConn, vec![server(1, 0, 0), s2]);
             let mut held = Vec::new();
             for _ in 0..8 {
@@ -966,7 +961,7 @@ mod tests {
     fn backup_used_only_when_actives_are_down() {
         rt().block_on(async {
             let mut b = server(3, 0, 0);
-            b.backup = true;
+            b.settings.backup = true;
             let be = backend(Algorithm::RoundRobin, vec![server(1, 0, 0), b]);
             let a = be.assign(0, None, None).await.expect("slot");
             assert_eq!(a.slot.server().cfg.id, 1);

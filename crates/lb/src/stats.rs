@@ -68,7 +68,7 @@ pub fn server_status(s: &ServerRt) -> String {
         return "MAINT".into();
     }
     let health = s.health();
-    let base = if s.cfg.check {
+    let base = if s.cfg.settings.check {
         health.status_text()
     } else if s.is_up() {
         "no check".into()
@@ -166,8 +166,8 @@ fn server_row(be: &BackendRt, s: &ServerRt, _pid: u32) -> Row {
         .set("wredis", ld(&c.wredis))
         .set("status", server_status(s))
         .set("weight", s.weight())
-        .set("act", u8::from(!s.cfg.backup))
-        .set("bck", u8::from(s.cfg.backup))
+        .set("act", u8::from(!s.cfg.settings.backup))
+        .set("bck", u8::from(s.cfg.settings.backup))
         .set("lastchg", s.since_last_change().as_secs())
         .set("sid", s.cfg.id)
         .set("lbtot", ld(&c.lbtot))
@@ -175,13 +175,13 @@ fn server_row(be: &BackendRt, s: &ServerRt, _pid: u32) -> Row {
         .set("addr", s.addr())
         .set("uweight", s.weight());
     backend_side(&mut r, be, c);
-    if s.cfg.maxconn > 0 {
-        r.set("slim", s.cfg.maxconn);
+    if s.cfg.settings.maxconn > 0 {
+        r.set("slim", s.cfg.settings.maxconn);
     }
-    if s.cfg.maxqueue > 0 {
-        r.set("qlimit", s.cfg.maxqueue);
+    if s.cfg.settings.maxqueue > 0 {
+        r.set("qlimit", s.cfg.settings.maxqueue);
     }
-    if s.cfg.check {
+    if s.cfg.settings.check {
         let h = s.health();
         r.set("chkfail", ld(&s.chkfail))
             .set("chkdown", ld(&s.chkdown))
@@ -204,7 +204,7 @@ fn backend_row(be: &BackendRt, _pid: u32) -> Row {
     let (act, bck) = be.usable_counts();
     let weight: u32 = servers
         .iter()
-        .filter(|s| s.usable() && (s.cfg.backup == (act == 0)))
+        .filter(|s| s.usable() && (s.cfg.settings.backup == (act == 0)))
         .map(|s| s.weight())
         .sum();
     let sum = |f: fn(&Counters) -> &AtomicU64| -> u64 {
@@ -280,7 +280,7 @@ pub fn show_servers_state(engine: &Engine, only: Option<&str>) -> Result<String,
             // check_state 6 enabled, 14 enabled but paused (maintenance).
             let op = if s.is_up() && !s.in_maint() { 2 } else { 0 };
             let h = s.health();
-            let (status, result, state) = match (s.cfg.check, s.last_check()) {
+            let (status, result, state) = match (s.cfg.settings.check, s.last_check()) {
                 (false, _) => (1, 0, 0),
                 (true, last) => {
                     let state = if s.in_maint() { 14 } else { 6 };
@@ -304,14 +304,14 @@ pub fn show_servers_state(engine: &Engine, only: Option<&str>) -> Result<String,
                 op,
                 s.admin() & (admin::MAINT_ANY | admin::FDRAIN),
                 s.weight(),
-                s.cfg.weight,
+                s.cfg.settings.weight,
                 s.since_last_change().as_secs(),
                 status,
                 result,
                 h.counter(),
                 state,
                 addr.port(),
-                s.cfg.check_port.unwrap_or(0),
+                s.cfg.settings.check_port.unwrap_or(0),
             );
         }
     }

@@ -273,8 +273,8 @@ fn check_invariants(cfg: &Config) -> Result<(), TestCaseError> {
         let mut ids = HashSet::new();
         for s in &be.servers {
             prop_assert!(s.id > 0 && ids.insert(s.id), "bad server id in {}", be.name);
-            prop_assert!(s.weight <= 256 && s.rise > 0 && s.fall > 0);
-            prop_assert!(s.addr.port() > 0 && !s.inter.is_zero());
+            prop_assert!(s.settings.weight <= 256 && s.settings.rise > 0 && s.settings.fall > 0);
+            prop_assert!(s.addr.port() > 0 && !s.settings.inter.is_zero());
         }
     }
     prop_assert!(cfg.warnings.iter().all(|w| w.severity == Severity::Warning));

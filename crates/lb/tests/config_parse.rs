@@ -135,7 +135,7 @@ fn wazuh_fixture_parses() {
     let servers: Vec<_> = be
         .servers
         .iter()
-        .map(|s| (s.name.as_str(), s.id, s.addr, s.check))
+        .map(|s| (s.name.as_str(), s.id, s.addr, s.settings.check))
         .collect();
     assert_eq!(
         servers,
@@ -147,7 +147,12 @@ fn wazuh_fixture_parses() {
     );
     let s = &be.servers[0];
     assert_eq!(
-        (s.inter, s.rise, s.fall, s.weight),
+        (
+            s.settings.inter,
+            s.settings.rise,
+            s.settings.fall,
+            s.settings.weight
+        ),
         (Duration::from_secs(2), 2, 3, 1)
     );
     assert_eq!((s.host.as_str(), s.loc.line), ("127.0.0.1", 32));
@@ -571,12 +576,18 @@ fn server_keywords_and_default_server() {
     let be = &cfg.backends[0];
     let a = &be.servers[0];
     assert_eq!(
-        (a.inter, a.rise, a.fall, a.weight, a.check),
+        (
+            a.settings.inter,
+            a.settings.rise,
+            a.settings.fall,
+            a.settings.weight,
+            a.settings.check
+        ),
         (Duration::from_secs(3), 3, 4, 10, true)
     );
     let b = &be.servers[1];
     assert_eq!(
-        (b.inter, b.fastinter, b.downinter),
+        (b.settings.inter, b.settings.fastinter, b.settings.downinter),
         (
             Duration::from_secs(1),
             Some(Duration::from_millis(100)),
@@ -584,20 +595,31 @@ fn server_keywords_and_default_server() {
         )
     );
     assert_eq!(
-        (b.rise, b.fall, b.check_port, b.weight),
+        (
+            b.settings.rise,
+            b.settings.fall,
+            b.settings.check_port,
+            b.settings.weight
+        ),
         (1, 1, Some(9000), 0)
     );
     assert_eq!(
-        (b.maxconn, b.maxqueue, b.backup, b.disabled, b.check),
+        (
+            b.settings.maxconn,
+            b.settings.maxqueue,
+            b.settings.backup,
+            b.settings.disabled,
+            b.settings.check
+        ),
         (50, 5, true, true, false)
     );
     let c = &be.servers[2];
     assert_eq!(
-        (c.addr, c.host.as_str(), c.disabled),
+        (c.addr, c.host.as_str(), c.settings.disabled),
         (sa("[2001:db8::1]:443"), "2001:db8::1", false)
     );
     // A later default-server only affects later servers.
-    assert_eq!((c.weight, be.servers[3].weight), (10, 20));
+    assert_eq!((c.settings.weight, be.servers[3].settings.weight), (10, 20));
     let ids: Vec<u32> = be.servers.iter().map(|s| s.id).collect();
     assert_eq!(ids, [1, 2, 3, 4]);
 }
@@ -925,8 +947,8 @@ fn named_defaults_and_from() {
 fn defaults_inherit_default_server_and_logs() {
     let cfg = ok("global\n  log stdout local0\ndefaults\n  default-server check inter 10s\n  log global\nbackend b\n  server s 10.0.0.1:1\n");
     let be = &cfg.backends[0];
-    assert!(be.servers[0].check);
-    assert_eq!(be.servers[0].inter, Duration::from_secs(10));
+    assert!(be.servers[0].settings.check);
+    assert_eq!(be.servers[0].settings.inter, Duration::from_secs(10));
     assert_eq!(be.logs.len(), 1);
 }
 
@@ -1256,11 +1278,16 @@ fn server_spec_for_add_server() {
         ("new", 0, sa("10.0.0.7:8080"))
     );
     assert_eq!(
-        (s.check, s.weight, s.inter, s.backup),
+        (
+            s.settings.check,
+            s.settings.weight,
+            s.settings.inter,
+            s.settings.backup
+        ),
         (true, 20, Duration::from_millis(500), true)
     );
     // HAProxy built-in defaults, not any default-server.
-    assert_eq!((s.rise, s.fall), (2, 3));
+    assert_eq!((s.settings.rise, s.settings.fall), (2, 3));
 
     let s = parse_server_spec("p", &["10.0.0.8"], Some(443)).unwrap();
     assert_eq!(s.addr, sa("10.0.0.8:443"));

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use notes::Notes;
 use parser::Parser;
-use server::{build_server, Origin, ServerTemplate, Site};
+use server::{build_server, Origin, Site};
 
 /// A configuration that cannot be used: every alert, with the warnings seen
 /// along the way, in the order they were found.
@@ -125,7 +125,7 @@ pub fn parse_server_spec(
         resolver: &system_resolver,
         loc: &loc,
     };
-    let server = build_server(name, &words, &ServerTemplate::default(), &site, &mut notes);
+    let server = build_server(name, &words, &ServerSettings::default(), &site, &mut notes);
     match server {
         Some(s) if !notes.has_alert() => Ok(s),
         _ => Err(notes

@@ -268,13 +268,10 @@ pub struct Redispatch {
     pub interval: i32,
 }
 
+/// What a `server` line can set, as `default-server` sets it for later lines too.
+/// `Default` is HAProxy's built-in defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Server {
-    pub name: String,
-    pub id: u32,
-    /// Host as written (IP or DNS name), for `show servers state` and messages.
-    pub host: String,
-    pub addr: SocketAddr,
+pub struct ServerSettings {
     pub check: bool,
     pub inter: Duration,
     pub fastinter: Option<Duration>,
@@ -291,6 +288,35 @@ pub struct Server {
     pub maxqueue: u32,
     pub backup: bool,
     pub disabled: bool,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            check: false,
+            inter: Duration::from_secs(2),
+            fastinter: None,
+            downinter: None,
+            rise: 2,
+            fall: 3,
+            check_port: None,
+            weight: 1,
+            maxconn: 0,
+            maxqueue: 0,
+            backup: false,
+            disabled: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub name: String,
+    pub id: u32,
+    /// Host as written (IP or DNS name), for `show servers state` and messages.
+    pub host: String,
+    pub addr: SocketAddr,
+    pub settings: ServerSettings,
     pub loc: Loc,
 }
 

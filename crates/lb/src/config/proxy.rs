@@ -7,12 +7,13 @@
 use super::addr::Resolver;
 use super::keywords::{proxy_candidates, suggest, PROXY_IGNORED, PROXY_UNSUPPORTED};
 use super::logline::{parse_log, LogDirective};
+use super::model::ServerSettings;
 use super::model::{
     Algorithm, Bind, HashType, Loc, LogOptions, LogTarget, Mode, Redispatch, Server, Timeouts,
 };
 use super::notes::{too_many_args, uint_arg, Notes};
 use super::proxy_kw;
-use super::server::{apply_options, build_server, Origin, ServerTemplate, Site};
+use super::server::{apply_options, build_server, Origin, Site};
 
 /// What kind of section a draft comes from; decides its capabilities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +81,7 @@ pub(crate) struct ProxyDraft {
     pub logs: Vec<LogEntry>,
     pub algorithm: Algorithm,
     pub hash_type: HashType,
-    pub server_defaults: ServerTemplate,
+    pub server_defaults: ServerSettings,
     pub default_backend: Option<(String, Loc)>,
     pub binds: Vec<Bind>,
     /// Servers with `id` 0 unless set explicitly.
@@ -110,7 +111,7 @@ impl ProxyDraft {
             logs: Vec::new(),
             algorithm: Algorithm::RoundRobin,
             hash_type: HashType::MapBased,
-            server_defaults: ServerTemplate::default(),
+            server_defaults: ServerSettings::default(),
             default_backend: None,
             binds: Vec::new(),
             servers: Vec::new(),

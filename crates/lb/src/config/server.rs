@@ -4,49 +4,12 @@ use std::time::Duration;
 
 use super::addr::{parse_server_addr, Resolver};
 use super::keywords::{option_entry, server_candidates, suggest, Treat, SERVER_OPTIONS};
-use super::model::{Loc, Server};
+use super::model::{Loc, Server, ServerSettings};
 use super::notes::{invalid_name_char, Notes};
 use super::units::{parse_time, parse_uint};
 
 /// HAProxy's largest user weight.
 const MAX_WEIGHT: u32 = 256;
-
-/// Server settings before a server line applies its own keywords: HAProxy's
-/// built-in defaults, then whatever `default-server` lines changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ServerTemplate {
-    pub check: bool,
-    pub inter: Duration,
-    pub fastinter: Option<Duration>,
-    pub downinter: Option<Duration>,
-    pub rise: u32,
-    pub fall: u32,
-    pub check_port: Option<u16>,
-    pub weight: u32,
-    pub maxconn: u32,
-    pub maxqueue: u32,
-    pub backup: bool,
-    pub disabled: bool,
-}
-
-impl Default for ServerTemplate {
-    fn default() -> Self {
-        ServerTemplate {
-            check: false,
-            inter: Duration::from_secs(2),
-            fastinter: None,
-            downinter: None,
-            rise: 2,
-            fall: 3,
-            check_port: None,
-            weight: 1,
-            maxconn: 0,
-            maxqueue: 0,
-            backup: false,
-            disabled: false,
-        }
-    }
-}
 
 /// Which kind of line the options come from; it changes what is allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +29,7 @@ pub(crate) enum Origin {
 /// `id` if one was given. Stops at the first word it cannot interpret, since the
 /// number of arguments to skip is then unknown.
 pub(crate) fn apply_options(
-    tpl: &mut ServerTemplate,
+    tpl: &mut ServerSettings,
     words: &[String],
     who: &str,
     origin: Origin,
@@ -93,7 +56,7 @@ pub(crate) fn apply_options(
 
 /// State while reading the options of one line.
 struct OptionReader<'a> {
-    tpl: &'a mut ServerTemplate,
+    tpl: &'a mut ServerSettings,
     who: &'a str,
     origin: Origin,
     notes: &'a mut Notes,
@@ -307,7 +270,7 @@ pub(crate) struct Site<'a> {
 pub(crate) fn build_server(
     name: &str,
     words: &[String],
-    tpl: &ServerTemplate,
+    tpl: &ServerSettings,
     site: &Site,
     notes: &mut Notes,
 ) -> Option<Server> {
@@ -347,18 +310,7 @@ pub(crate) fn build_server(
         id: id.unwrap_or(0),
         host: addr.host,
         addr: std::net::SocketAddr::new(addr.ip, port),
-        check: tpl.check,
-        inter: tpl.inter,
-        fastinter: tpl.fastinter,
-        downinter: tpl.downinter,
-        rise: tpl.rise,
-        fall: tpl.fall,
-        check_port: tpl.check_port,
-        weight: tpl.weight,
-        maxconn: tpl.maxconn,
-        maxqueue: tpl.maxqueue,
-        backup: tpl.backup,
-        disabled: tpl.disabled,
+        settings: tpl,
         loc: site.loc.clone(),
     })
 }
@@ -389,7 +341,7 @@ mod tests {
         let s = build_server(
             &w[0],
             &w[1..],
-            &ServerTemplate::default(),
+            &ServerSettings::default(),
             &site,
             &mut notes,
         );
@@ -402,10 +354,15 @@ mod tests {
         let s = s.unwrap();
         assert!(notes.is_empty());
         assert_eq!(
-            (s.inter, s.rise, s.fall, s.weight),
+            (
+                s.settings.inter,
+                s.settings.rise,
+                s.settings.fall,
+                s.settings.weight
+            ),
             (Duration::from_secs(2), 2, 3, 1)
         );
-        assert!(!s.check && !s.backup && !s.disabled);
+        assert!(!s.settings.check && !s.settings.backup && !s.settings.disabled);
     }
 
     #[test]
@@ -415,20 +372,28 @@ mod tests {
         );
         assert!(notes.is_empty(), "{notes:?}");
         let s = s.unwrap();
-        assert!(s.check && s.backup && s.disabled);
-        assert_eq!(s.inter, Duration::from_secs(5));
-        assert_eq!(s.fastinter, Some(Duration::from_millis(500)));
-        assert_eq!(s.downinter, Some(Duration::from_secs(60)));
+        assert!(s.settings.check && s.settings.backup && s.settings.disabled);
+        assert_eq!(s.settings.inter, Duration::from_secs(5));
+        assert_eq!(s.settings.fastinter, Some(Duration::from_millis(500)));
+        assert_eq!(s.settings.downinter, Some(Duration::from_secs(60)));
         assert_eq!(
-            (s.rise, s.fall, s.check_port, s.weight),
+            (
+                s.settings.rise,
+                s.settings.fall,
+                s.settings.check_port,
+                s.settings.weight
+            ),
             (4, 5, Some(8080), 256)
         );
-        assert_eq!((s.maxconn, s.maxqueue, s.id), (100, 10, 7));
+        assert_eq!(
+            (s.settings.maxconn, s.settings.maxqueue, s.id),
+            (100, 10, 7)
+        );
     }
 
     #[test]
     fn negations_undo_template() {
-        let mut tpl = ServerTemplate::default();
+        let mut tpl = ServerSettings::default();
         let mut notes = Notes::default();
         apply_options(
             &mut tpl,
@@ -444,7 +409,7 @@ mod tests {
             Origin::Config,
             &mut notes,
         );
-        assert_eq!(tpl, ServerTemplate::default());
+        assert_eq!(tpl, ServerSettings::default());
         assert!(notes.is_empty());
     }
 
@@ -491,7 +456,7 @@ mod tests {
             "s 1.1.1.1:1 slowstart 10s source 10.0.0.1 usesrc clientip check resolvers dns no-ssl",
         );
         let s = s.unwrap();
-        assert!(s.check);
+        assert!(s.settings.check);
         assert!(!notes.has_alert());
         assert_eq!(
             notes.first_message(),
@@ -502,7 +467,7 @@ mod tests {
     #[test]
     fn runtime_refuses_ignored_options() {
         let mut notes = Notes::default();
-        let mut tpl = ServerTemplate::default();
+        let mut tpl = ServerSettings::default();
         apply_options(
             &mut tpl,
             &words("check slowstart 1s"),
@@ -527,7 +492,7 @@ mod tests {
         let s = build_server(
             "s",
             &words("10.0.0.2"),
-            &ServerTemplate::default(),
+            &ServerSettings::default(),
             &site,
             &mut notes,
         );

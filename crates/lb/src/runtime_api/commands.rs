@@ -338,15 +338,16 @@ pub fn execute(engine: &Arc<Engine>, cmd: &Command, level: Level) -> String {
             find(engine, backend, server).map(|(be, s)| force_health(&be, &s, *up))
         }
         Command::SetWeight { backend, server, weight } => find(engine, backend, server).and_then(|(be, s)| {
-            if !be.cfg.algorithm.is_dynamic(be.cfg.hash_type) && parse_weight(weight, s.cfg.weight)? != 0 && parse_weight(weight, s.cfg.weight)? != s.cfg.weight {
+            let initial = s.cfg.settings.weight;
+            let w = parse_weight(weight, initial)?;
+            if !be.cfg.algorithm.is_dynamic(be.cfg.hash_type) && w != 0 && w != initial {
                 return Err("Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.\n".into());
             }
-            let w = parse_weight(weight, s.cfg.weight)?;
             s.set_weight(w);
             be.dispatch();
             Ok(String::new())
         }),
-        Command::GetWeight { backend, server } => find(engine, backend, server).map(|(_, s)| format!("{} (initial {})\n", s.weight(), s.cfg.weight)),
+        Command::GetWeight { backend, server } => find(engine, backend, server).map(|(_, s)| format!("{} (initial {})\n", s.weight(), s.cfg.settings.weight)),
         Command::SetAddr { backend, server, ip, port } => find(engine, backend, server).and_then(|(_, s)| set_addr(&s, ip, port.as_deref())),
         Command::AddServer { backend, server, args } => add_server(engine, backend, server, args),
         Command::DelServer { backend, server } => del_server(engine, backend, server),
@@ -362,7 +363,7 @@ fn set_state(be: &Arc<BackendRt>, s: &Arc<ServerRt>, state: AdminState) -> Strin
     let line = match state {
         AdminState::Ready => {
             s.set_admin(0, admin::FMAINT | admin::CMAINT | admin::FDRAIN);
-            if was_maint && s.cfg.check {
+            if was_maint && s.cfg.settings.check {
                 s.reset_health();
             }
             be.dispatch();
