@@ -2,52 +2,20 @@
 //! accept failures at most once per second, and recovers without a restart.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rampart");
-
-struct Proc(Child, PathBuf);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_dir_all(&self.1);
-    }
-}
-
-fn origin() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            thread::spawn(move || {
-                let mut s = s;
-                let _ = s.write_all(b"hi\n");
-                let mut b = [0u8; 64];
-                while matches!(std::io::Read::read(&mut s, &mut b), Ok(n) if n > 0) {}
-            });
-        }
-    });
-    addr
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
+mod common;
+use common::*;
 
 /// Starts rampart under `ulimit -n NOFILE`, stderr to a file.
-fn start(tag: &str, nofile: u32, cfg: &str) -> (Proc, PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("rampart-limits-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+fn start(tag: &str, nofile: u32, cfg: &str) -> (Proc, Dir, PathBuf, PathBuf) {
+    let d = Dir::new(tag);
+    let dir = d.0.clone();
     let sock = dir.join("s.sock");
     let file = dir.join("h.cfg");
     std::fs::write(&file, cfg.replace("@SOCK@", &sock.display().to_string())).expect("cfg");
@@ -62,13 +30,13 @@ fn start(tag: &str, nofile: u32, cfg: &str) -> (Proc, PathBuf, PathBuf) {
         .stderr(std::fs::File::create(&err).expect("stderr file"))
         .spawn()
         .expect("spawn");
-    let p = Proc(child, dir);
+    let p = Proc(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !sock.exists() {
         assert!(Instant::now() < deadline, "rampart did not start");
         thread::sleep(Duration::from_millis(20));
     }
-    (p, sock, err)
+    (p, d, sock, err)
 }
 
 /// Connects and waits up to `wait` for the origin's greeting through the balancer.
@@ -89,9 +57,9 @@ fn sessions_wait_at_global_maxconn_and_proceed_when_a_slot_frees() {
         "global\n maxconn 20\n stats socket @SOCK@ level admin\n\
          defaults\n mode tcp\n timeout connect 1s\n timeout client 30s\n timeout server 30s\n\
          listen l\n bind 127.0.0.1:{port}\n server a {}\n",
-        origin()
+        origin("hi")
     );
-    let (_p, _sock, _err) = start("maxconn", 20_000, &cfg);
+    let (_p, _dir, _sock, _err) = start("maxconn", 20_000, &cfg);
     let held: Vec<TcpStream> = (0..20)
         .map(|_| greeted(port, Duration::from_secs(5)).expect("within maxconn"))
         .collect();
@@ -122,9 +90,9 @@ fn descriptor_exhaustion_is_logged_sparingly_and_recovered_from() {
         "global\n maxconn 150\n stats socket @SOCK@ level admin\n stats timeout 60s\n\
          defaults\n mode tcp\n timeout connect 1s\n timeout client 30s\n timeout server 30s\n retries 0\n\
          listen l\n bind 127.0.0.1:{port}\n server a {}\n",
-        origin()
+        origin("hi")
     );
-    let (mut p, sock, err) = start("nofile", 400, &cfg);
+    let (mut p, _dir, sock, err) = start("nofile", 400, &cfg);
     assert!(
         greeted(port, Duration::from_secs(5)).is_some(),
         "serves before the squeeze"
