@@ -233,7 +233,6 @@ pub struct Engine {
     worker_load: Vec<AtomicU32>,
     /// Process-wide `maxconn`, resized on reload.
     global_slots: Arc<Limit>,
-    pub actconn: AtomicU32,
     pub cum_conns: AtomicU64,
     pub sessions: Arc<Sessions>,
     pub started: Instant,
@@ -280,7 +279,6 @@ impl Engine {
             worker_load: opts.workers.iter().map(|_| AtomicU32::new(0)).collect(),
             workers: opts.workers,
             global_slots: Limit::new(0),
-            actconn: AtomicU32::new(0),
             cum_conns: AtomicU64::new(0),
             sessions: Arc::new(Sessions::default()),
             started: Instant::now(),
@@ -783,9 +781,7 @@ async fn run_session(
     permits: Permits,
     _load: WorkerLoad,
 ) {
-    engine.actconn.fetch_add(1, Ordering::Relaxed);
-    session::run(engine.clone(), fe, sock, peer, permits).await;
-    engine.actconn.fetch_sub(1, Ordering::Relaxed);
+    session::run(engine, fe, sock, peer, permits).await;
 }
 
 /// One session counted on a worker for as long as it lives (released even on panic).

@@ -56,7 +56,7 @@ pub async fn run(
     let fe_now = fe.cur.fetch_add(1, Ordering::Relaxed) + 1;
     Counters::add(&fe.counters.stot, 1);
     Counters::raise_max(&fe.counters.smax, fe_now);
-    let actconn = engine.actconn.load(Ordering::Relaxed);
+    let actconn = engine.sessions.active();
     let logging = !fe.logger.is_empty();
     if logging && !fe.cfg.log_options.tcplog {
         let local = client.local_addr().unwrap_or(peer);

@@ -366,7 +366,7 @@ pub fn info_fields(engine: &Engine) -> Vec<InfoField> {
         f("Maxsock", nofile.to_string(), "u32"),
         f("Maxconn", maxconn.to_string(), "u32"),
         f("Hard_maxconn", maxconn.to_string(), "u32"),
-        f("CurrConns", ld32(&engine.actconn).to_string(), "u32"),
+        f("CurrConns", engine.sessions.active().to_string(), "u32"),
         f("CumConns", ld(&engine.cum_conns).to_string(), "u32"),
         f(
             "Stopping",
