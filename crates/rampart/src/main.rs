@@ -22,6 +22,63 @@ struct Cli {
 enum Command {
     /// L4 load balancer reading HAProxy configuration (haproxy -f … compatible flags).
     Lb(LbCli),
+    /// A manager node (master or worker) configured by DIR/etc/ossec.conf.
+    Manager(ManagerCli),
+    /// Ask a running manager about the cluster (as Wazuh's cluster_control).
+    Cluster(ClusterCli),
+    /// List, show, delete and group agents through a running manager (as agent_control).
+    Agents(AgentsCli),
+}
+
+#[derive(Args)]
+struct ManagerCli {
+    /// The node's home, laid out like /var/ossec (etc/ossec.conf, queue/, logs/).
+    #[arg(long, value_name = "DIR", default_value = "/var/ossec")]
+    home: PathBuf,
+    /// Validate DIR/etc/ossec.conf and exit (0 valid, 1 invalid).
+    #[arg(long, short = 't')]
+    check: bool,
+    /// More detail in cluster.log (-d DEBUG, -dd DEBUG2).
+    #[arg(short = 'd', action = clap::ArgAction::Count)]
+    debug: u8,
+}
+
+#[derive(Args)]
+struct ClusterCli {
+    #[arg(long, value_name = "DIR", default_value = "/var/ossec")]
+    home: PathBuf,
+    #[command(subcommand)]
+    action: ClusterCmd,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Nodes of the cluster: name, type, version, address, last keep-alive.
+    Nodes,
+    /// This node's state as JSON.
+    Status,
+    /// Run an integrity sync now (worker) or recompute the metadata (master).
+    Sync,
+}
+
+#[derive(Args)]
+struct AgentsCli {
+    #[arg(long, value_name = "DIR", default_value = "/var/ossec")]
+    home: PathBuf,
+    #[command(subcommand)]
+    action: AgentsCmd,
+}
+
+#[derive(Subcommand)]
+enum AgentsCmd {
+    /// Every registered agent.
+    List,
+    /// One agent (without its key).
+    Show { id: String },
+    /// Delete an agent (on the master; workers forward).
+    Delete { id: String },
+    /// Assign an agent to GROUP (comma-separated for several).
+    Group { id: String, group: String },
 }
 
 /// Flags follow HAProxy's: `-f`, `-c`, `-p`, `-D`, `-q`, `-x`, `-sf`, `-st`.
@@ -85,6 +142,24 @@ fn main() -> ExitCode {
                 quiet: a.quiet,
             })
         }
+        Command::Manager(m) => manager::cli::manager_main(m.home, m.check, m.debug),
+        Command::Cluster(c) => manager::cli::cluster_main(
+            c.home,
+            match c.action {
+                ClusterCmd::Nodes => manager::cli::ClusterAction::Nodes,
+                ClusterCmd::Status => manager::cli::ClusterAction::Status,
+                ClusterCmd::Sync => manager::cli::ClusterAction::Sync,
+            },
+        ),
+        Command::Agents(a) => manager::cli::agents_main(
+            a.home,
+            match a.action {
+                AgentsCmd::List => manager::cli::AgentsAction::List,
+                AgentsCmd::Show { id } => manager::cli::AgentsAction::Show(id),
+                AgentsCmd::Delete { id } => manager::cli::AgentsAction::Delete(id),
+                AgentsCmd::Group { id, group } => manager::cli::AgentsAction::Group(id, group),
+            },
+        ),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

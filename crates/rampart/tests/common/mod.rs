@@ -76,3 +76,4 @@ pub fn origin(name: &'static str) -> SocketAddr {
     });
     addr
 }
+pub mod manager;

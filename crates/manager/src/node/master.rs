@@ -1,0 +1,548 @@
+//! The master side of the cluster channel: accepts workers, checks their hello, answers
+//! keep-alives, agent info, integrity and registry pulls and forwarded enrollments, drops
+//! silent workers, and keeps the local integrity metadata fresh.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use wire::rpc::{Incoming, Peer};
+use wire::{Kind, Message, WireError};
+
+use crate::integrity::meta::{self, Metadata};
+use crate::integrity::scan::Scanner;
+use crate::integrity::bundle;
+use crate::registry::{Command, Outcome};
+
+use super::proto::{self, Hello, NodeInfo, RegSync, SyncPlan};
+use super::{enroll, now, Node};
+
+/// A connected worker, as `rampart cluster nodes` shows it.
+struct WorkerConn {
+    conn: u64,
+    peer: Peer,
+    address: SocketAddr,
+    version: String,
+    reporting: Option<String>,
+    last_keepalive: i64,
+    last_seen: Instant,
+}
+
+#[derive(Default)]
+pub struct Master {
+    workers: Mutex<HashMap<String, WorkerConn>>,
+    next_conn: AtomicU64,
+    metadata: Mutex<Arc<Metadata>>,
+    scanner: tokio::sync::Mutex<Option<Scanner>>,
+}
+
+impl Master {
+    fn metadata(&self) -> Arc<Metadata> {
+        lock(&self.metadata).clone()
+    }
+
+    /// Nodes for `rampart cluster nodes`: the master first, then workers by name.
+    pub fn nodes(&self, node: &Node) -> Vec<NodeInfo> {
+        let c = &node.conf.cluster;
+        let mut out = vec![NodeInfo {
+            name: c.node_name.clone(),
+            node_type: "master".into(),
+            address: format!("{}:{}", c.bind_addr, c.port),
+            version: proto::VERSION.into(),
+            last_keepalive: Some(now()),
+            reporting: None,
+        }];
+        let workers = lock(&self.workers);
+        let mut names: Vec<&String> = workers.keys().collect();
+        names.sort();
+        for n in names {
+            let w = &workers[n];
+            out.push(NodeInfo {
+                name: n.clone(),
+                node_type: "worker".into(),
+                address: w.address.ip().to_string(),
+                version: w.version.clone(),
+                last_keepalive: Some(w.last_keepalive),
+                reporting: w.reporting.clone(),
+            });
+        }
+        out
+    }
+
+    /// Recalculate the local integrity metadata now (the periodic task and `cluster sync`).
+    pub async fn recompute(&self, node: &Node) -> anyhow::Result<(usize, Duration)> {
+        let mut guard = self.scanner.lock().await;
+        let mut scanner = guard
+            .take()
+            .unwrap_or_else(|| Scanner::new(node.home.etc()));
+        node.log.info("Master", "Local integrity", "Starting.");
+        let (res, scanner) = tokio::task::spawn_blocking(move || {
+            let r = scanner_scan(&mut scanner);
+            (r, scanner)
+        })
+        .await?;
+        *guard = Some(scanner);
+        let (meta, files, elapsed) = res?;
+        *lock(&self.metadata) = meta;
+        node.log.info(
+            "Master",
+            "Local integrity",
+            format!(
+                "Finished in {:.3}s. Calculated metadata of {files} files.",
+                elapsed.as_secs_f64()
+            ),
+        );
+        Ok((files, elapsed))
+    }
+}
+
+fn scanner_scan(s: &mut Scanner) -> std::io::Result<(Arc<Metadata>, usize, Duration)> {
+    let (meta, stats) = s.scan()?;
+    Ok((meta, stats.files, stats.elapsed))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub async fn start(node: Arc<Node>, master: Arc<Master>) -> anyhow::Result<()> {
+    let c = &node.conf.cluster;
+    let addr = SocketAddr::new(c.bind_addr, c.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for the cluster: {e}"))?;
+    node.log.info(
+        "Master",
+        "Main",
+        format!("Serving on ('{}', {})", c.bind_addr, c.port),
+    );
+    spawn_local_integrity(node.clone(), master.clone());
+    spawn_registry_notifier(node.clone(), master.clone());
+    spawn_watchdog(node.clone(), master.clone());
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(handle_conn(node.clone(), master.clone(), stream, peer));
+                }
+                Err(e) => {
+                    node.log
+                        .error("Master", "Main", format!("accept failed: {e}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+fn spawn_local_integrity(node: Arc<Node>, master: Arc<Master>) {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = master.recompute(&node).await {
+                node.log
+                    .error("Master", "Local integrity", format!("Error: {e}"));
+            }
+            tokio::time::sleep(node.conf.cluster.intervals.master_integrity).await;
+        }
+    });
+}
+
+/// Tell every worker the registry moved on; each pulls what it lacks.
+fn spawn_registry_notifier(node: Arc<Node>, master: Arc<Master>) {
+    let mut rx = node.registry.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+            while rx.try_recv().is_ok() {}
+            let index = node.registry.applied();
+            let peers: Vec<Peer> = lock(&master.workers)
+                .values()
+                .map(|w| w.peer.clone())
+                .collect();
+            for p in peers {
+                let payload = index.to_string().into_bytes();
+                tokio::spawn(async move {
+                    let _ = p.notify(proto::REG_CHANGED, payload).await;
+                });
+            }
+        }
+    });
+}
+
+/// Drop workers silent for longer than the limit (Wazuh: 120 s).
+fn spawn_watchdog(node: Arc<Node>, master: Arc<Master>) {
+    let limit = node.conf.cluster.intervals.worker_timeout;
+    let period = (limit / 4).clamp(Duration::from_millis(100), Duration::from_secs(15));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(period).await;
+            let silent: Vec<(String, Peer)> = lock(&master.workers)
+                .iter()
+                .filter(|(_, w)| w.last_seen.elapsed() > limit)
+                .map(|(n, w)| (n.clone(), w.peer.clone()))
+                .collect();
+            for (name, peer) in silent {
+                node.log.error(
+                    &format!("Worker {name}"),
+                    "Keep alive",
+                    format!(
+                        "No keep alives have been received from {name} in the last {}s. Disconnecting",
+                        limit.as_secs()
+                    ),
+                );
+                peer.close();
+            }
+        }
+    });
+}
+
+async fn handle_conn(node: Arc<Node>, master: Arc<Master>, stream: TcpStream, addr: SocketAddr) {
+    let key = node.conf.cluster.key.clone();
+    let handshake = tokio::time::timeout(
+        Duration::from_secs(10),
+        wire::accept(stream, key.as_bytes()),
+    )
+    .await;
+    let (mut reader, mut writer) = match handshake {
+        Ok(Ok(rw)) => rw,
+        Ok(Err(WireError::Auth)) => {
+            node.log.error(
+                "Master",
+                "Main",
+                format!(
+                    "Rejected connection from {addr}: its first frame failed authentication; the worker's <key> differs from this cluster's"
+                ),
+            );
+            return;
+        }
+        Ok(Err(e)) => {
+            node.log.error(
+                "Master",
+                "Main",
+                format!("Rejected connection from {addr}: {e}"),
+            );
+            return;
+        }
+        Err(_) => {
+            node.log.error(
+                "Master",
+                "Main",
+                format!("Rejected connection from {addr}: no handshake within 10s"),
+            );
+            return;
+        }
+    };
+    let first = tokio::time::timeout(node.conf.cluster.intervals.request_timeout, reader.read()).await;
+    let hello_msg = match first {
+        Ok(Ok(Some(m))) if m.kind == Kind::Request && m.command == proto::HELLO => m,
+        Ok(Ok(_)) => {
+            node.log.error(
+                "Master",
+                "Main",
+                format!("Rejected connection from {addr}: expected a hello first"),
+            );
+            return;
+        }
+        Ok(Err(e)) => {
+            node.log
+                .error("Master", "Main", format!("Rejected connection from {addr}: {e}"));
+            return;
+        }
+        Err(_) => {
+            node.log.error(
+                "Master",
+                "Main",
+                format!("Rejected connection from {addr}: no hello in time"),
+            );
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&hello_msg.payload).to_string();
+    let checked = Hello::parse(&text).and_then(|h| {
+        let workers = lock(&master.workers);
+        proto::check_hello(
+            &h,
+            &node.conf.cluster.name,
+            &node.conf.cluster.node_name,
+            &|n| workers.contains_key(n),
+        )
+        .map(|()| h)
+    });
+    let hello = match checked {
+        Ok(h) => h,
+        Err(reason) => {
+            node.log.error(
+                "Master",
+                "Main",
+                format!("Rejected connection from {addr}: {reason}"),
+            );
+            let _ = writer
+                .write(&Message {
+                    id: hello_msg.id,
+                    kind: Kind::Error,
+                    command: proto::HELLO.into(),
+                    payload: reason.into_bytes(),
+                })
+                .await;
+            let _ = writer.shutdown().await;
+            return;
+        }
+    };
+    let answer = format!(
+        "{} {} master {}",
+        node.conf.cluster.node_name,
+        node.conf.cluster.name,
+        proto::VERSION
+    );
+    if writer
+        .write(&Message {
+            id: hello_msg.id,
+            kind: Kind::Response,
+            command: proto::HELLO.into(),
+            payload: answer.into_bytes(),
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let (peer, mut incoming) = wire::rpc::spawn_peer(reader, writer);
+    let conn = master.next_conn.fetch_add(1, Ordering::Relaxed);
+    let name = hello.node.clone();
+    {
+        let mut workers = lock(&master.workers);
+        if workers.contains_key(&name) {
+            // Lost a race with another connection of the same name.
+            drop(workers);
+            peer.close();
+            return;
+        }
+        workers.insert(
+            name.clone(),
+            WorkerConn {
+                conn,
+                peer: peer.clone(),
+                address: addr,
+                version: hello.version.clone(),
+                reporting: hello.reporting.clone(),
+                last_keepalive: now(),
+                last_seen: Instant::now(),
+            },
+        );
+    }
+    let tag = format!("Worker {name}");
+    node.log
+        .info(&tag, "Main", format!("Connected from {addr} (version {}).", hello.version));
+    while let Some(inc) = incoming.recv().await {
+        if let Some(w) = lock(&master.workers).get_mut(&name) {
+            w.last_seen = Instant::now();
+        }
+        tokio::spawn(handle_request(node.clone(), master.clone(), name.clone(), inc));
+    }
+    let reason = peer.closed().await;
+    {
+        let mut workers = lock(&master.workers);
+        if workers.get(&name).map(|w| w.conn) == Some(conn) {
+            workers.remove(&name);
+        }
+    }
+    node.log
+        .info(&tag, "Main", format!("Disconnected: {reason}."));
+}
+
+async fn handle_request(node: Arc<Node>, master: Arc<Master>, worker: String, inc: Incoming) {
+    let Some(reply) = inc.reply else {
+        return;
+    };
+    let tag = format!("Worker {worker}");
+    let result: Result<Vec<u8>, String> = match inc.command.as_str() {
+        proto::KEEPALIVE => {
+            if let Some(w) = lock(&master.workers).get_mut(&worker) {
+                w.last_keepalive = now();
+            }
+            node.log.debug(&tag, "Keep alive", "Received keep alive.");
+            Ok(b"ok-m".to_vec())
+        }
+        proto::AGENT_INFO => agent_info(&node, &tag, &worker, &inc.payload).await,
+        proto::INTEGRITY => integrity_plan(&node, &master, &tag, &inc.payload).await,
+        proto::FILES => files_piece(&node, &master, &inc.payload).await,
+        proto::REG_SYNC => reg_sync(&node, &inc.payload),
+        proto::ENROLL => match serde_json::from_slice::<proto::EnrollFwd>(&inc.payload) {
+            Ok(req) => enroll::register_on_master(&node, req)
+                .await
+                .map(|a| serde_json::to_vec(&a).unwrap_or_default()),
+            Err(e) => Err(format!("malformed enrollment: {e}")),
+        },
+        proto::ENROLL_CANCEL => match serde_json::from_slice::<proto::EnrollCancel>(&inc.payload) {
+            Ok(c) => enroll::cancel_on_master(&node, &c).await.map(|()| Vec::new()),
+            Err(e) => Err(format!("malformed cancel: {e}")),
+        },
+        proto::NODES => Ok(serde_json::to_vec(&master.nodes(&node)).unwrap_or_default()),
+        proto::AGENT_DELETE => match serde_json::from_slice::<u32>(&inc.payload) {
+            Ok(id) => delete_agent(&node, id).await.map(|()| Vec::new()),
+            Err(e) => Err(format!("malformed id: {e}")),
+        },
+        proto::AGENT_GROUP => match serde_json::from_slice::<proto::GroupReq>(&inc.payload) {
+            Ok(g) => set_groups(&node, g.id, g.groups).await.map(|()| Vec::new()),
+            Err(e) => Err(format!("malformed group request: {e}")),
+        },
+        other => Err(format!("unknown command '{other}'")),
+    };
+    match result {
+        Ok(p) => reply.ok(p).await,
+        Err(e) => reply.err(e).await,
+    }
+}
+
+async fn agent_info(node: &Node, tag: &str, worker: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
+    let batch: proto::AgentInfoBatch =
+        serde_json::from_slice(payload).map_err(|e| format!("malformed agent info: {e}"))?;
+    let n = batch.items.len();
+    let cmd = Command::AgentInfo {
+        node: worker.to_string(),
+        time: now(),
+        items: batch.items,
+    };
+    match node.registry.submit(cmd).await {
+        Ok((_, Outcome::InfoApplied { applied, unknown, groups_adopted })) => {
+            if !unknown.is_empty() {
+                node.log.debug(
+                    tag,
+                    "Agent-info",
+                    format!(
+                        "Dropped the status of {} agent(s) the master does not know: {}",
+                        unknown.len(),
+                        unknown.iter().map(|i| format!("{i:03}")).collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+            for id in &groups_adopted {
+                node.log.info(
+                    tag,
+                    "Agent-groups",
+                    format!("Took the group assignment of agent {id:03} reported by {worker}."),
+                );
+            }
+            node.log.debug(
+                tag,
+                "Agent-info",
+                format!("Updated {applied} of {n} agent status(es)."),
+            );
+            Ok(serde_json::to_vec(&(applied, unknown)).unwrap_or_default())
+        }
+        Ok((_, other)) => Err(format!("unexpected outcome {other:?}")),
+        Err(e) => Err(format!("registry error: {e}")),
+    }
+}
+
+async fn integrity_plan(node: &Node, master: &Master, tag: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
+    let started = Instant::now();
+    let theirs = meta::decode_meta(payload).map_err(|e| format!("malformed metadata: {e}"))?;
+    let ours = master.metadata();
+    let d = meta::diff(&ours, &theirs);
+    let pick = |names: &[String]| -> Vec<(String, meta::FileMeta)> {
+        names
+            .iter()
+            .filter_map(|n| ours.get(n).map(|m| (n.clone(), m.clone())))
+            .collect()
+    };
+    let plan = SyncPlan {
+        missing: pick(&d.missing),
+        changed: pick(&d.changed),
+        extra: d.extra.clone(),
+    };
+    node.log.info(
+        tag,
+        "Integrity check",
+        format!(
+            "Finished in {:.3}s. {}.",
+            started.elapsed().as_secs_f64(),
+            crate::integrity::summary(&d)
+        ),
+    );
+    encode_json_z(&plan)
+}
+
+async fn files_piece(node: &Node, master: &Master, payload: &[u8]) -> Result<Vec<u8>, String> {
+    let wanted: Vec<String> =
+        decode_json_z(payload).map_err(|e| format!("malformed file list: {e}"))?;
+    let ours = master.metadata();
+    // Serve only what the master's own metadata lists: the request cannot name other files.
+    let rels: Vec<String> = wanted.into_iter().filter(|r| ours.contains_key(r)).collect();
+    let etc = node.home.etc();
+    tokio::task::spawn_blocking(move || {
+        bundle::read_files(&etc, &rels).map(|files| bundle::encode_piece(&files, 1))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("cannot read files: {e}"))
+}
+
+fn reg_sync(node: &Node, payload: &[u8]) -> Result<Vec<u8>, String> {
+    let since: u64 = std::str::from_utf8(payload)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or("malformed index")?;
+    let answer = match node.registry.entries_since(since) {
+        Ok(Some(entries)) => RegSync::Entries(entries),
+        Ok(None) => RegSync::Snapshot(node.registry.snapshot()),
+        Err(e) => return Err(format!("registry error: {e}")),
+    };
+    encode_json_z(&answer)
+}
+
+pub async fn delete_agent(node: &Node, id: u32) -> Result<(), String> {
+    match node.registry.submit(Command::Delete { id }).await {
+        Ok((_, Outcome::Deleted(a))) => {
+            node.log.info(
+                "Master",
+                "Agents",
+                format!("Agent {:03} ({}) deleted.", a.id, a.name),
+            );
+            Ok(())
+        }
+        Ok((_, Outcome::Rejected(r))) => Err(r.to_string()),
+        Ok((_, o)) => Err(format!("unexpected outcome {o:?}")),
+        Err(e) => Err(format!("registry error: {e}")),
+    }
+}
+
+pub async fn set_groups(node: &Node, id: u32, groups: Vec<String>) -> Result<(), String> {
+    enroll::groups_exist(node, &groups)?;
+    match node
+        .registry
+        .submit(Command::SetGroups { id, groups: groups.clone() })
+        .await
+    {
+        Ok((_, Outcome::GroupsSet(a))) => {
+            node.log.info(
+                "Master",
+                "Agent-groups",
+                format!("Agent {:03} assigned to group(s) {}.", a.id, groups.join(",")),
+            );
+            Ok(())
+        }
+        Ok((_, Outcome::Rejected(r))) => Err(r.to_string()),
+        Ok((_, o)) => Err(format!("unexpected outcome {o:?}")),
+        Err(e) => Err(format!("registry error: {e}")),
+    }
+}
+
+pub fn encode_json_z<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, String> {
+    let json = serde_json::to_vec(v).map_err(|e| e.to_string())?;
+    zstd::bulk::compress(&json, 1).map_err(|e| e.to_string())
+}
+
+/// Decompression is bounded by the wire's own message limit.
+pub fn decode_json_z<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    let json = zstd::bulk::decompress(b, wire::MAX_MESSAGE).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&json).map_err(|e| e.to_string())
+}
