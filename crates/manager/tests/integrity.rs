@@ -166,8 +166,20 @@ fn full_sync_then_incremental() {
     put(&m_etc, "internal_options.conf", b"x", 0o640, past(10));
     // The worker has stale things of its own, including a folder where the master has a file.
     put(&w_etc, "rules/old/deep/stale.xml", b"old", 0o640, past(10));
-    put(&w_etc, &format!("{}/sub/x", rels[0]), b"dir here", 0o640, past(10));
-    put(&w_etc, "shared/default/ossec.conf", b"worker's own", 0o640, past(10));
+    put(
+        &w_etc,
+        &format!("{}/sub/x", rels[0]),
+        b"dir here",
+        0o640,
+        past(10),
+    );
+    put(
+        &w_etc,
+        "shared/default/ossec.conf",
+        b"worker's own",
+        0o640,
+        past(10),
+    );
 
     let mut master = Scanner::new(m_etc.clone());
     let mut worker = Scanner::new(w_etc.clone());
@@ -217,7 +229,13 @@ fn full_sync_then_incremental() {
     let mut rng = Lcg(7);
     for i in 0..20 {
         let data = content(&mut rng, 1000 + i * 10);
-        put(&m_etc, &format!("shared/newgroup/n{}/f{i}", i % 3), &data, 0o660, past(100));
+        put(
+            &m_etc,
+            &format!("shared/newgroup/n{}/f{i}", i % 3),
+            &data,
+            0o660,
+            past(100),
+        );
     }
     // Every file of one deepest folder goes away on the master, plus a few scattered ones.
     let victim_dir = rels
@@ -228,7 +246,13 @@ fn full_sync_then_incremental() {
         .unwrap();
     let in_victim = |r: &String| r.rsplit_once('/').unwrap().0 == victim_dir;
     let mut changed = Vec::new();
-    for rel in rels.iter().skip(1).step_by(131).filter(|r| !in_victim(r)).take(15) {
+    for rel in rels
+        .iter()
+        .skip(1)
+        .step_by(131)
+        .filter(|r| !in_victim(r))
+        .take(15)
+    {
         let old = fs::read(m_etc.join(rel)).unwrap();
         let mut new = old.clone();
         if let Some(b) = new.first_mut() {
@@ -265,11 +289,15 @@ fn full_sync_then_incremental() {
     }
 
     let (_, stats) = master.scan().unwrap();
-    assert_eq!(stats.hashed, 20 + changed.len(), "only new and changed files rehashed");
+    assert_eq!(
+        stats.hashed,
+        20 + changed.len(),
+        "only new and changed files rehashed"
+    );
 
     let (d, report) = sync_round(&m_etc, &mut master, &w_etc, &mut worker);
     assert_eq!(d.missing.len(), 20);
-    let mut expect_changed: Vec<String> = changed.iter().cloned().collect();
+    let mut expect_changed: Vec<String> = changed.to_vec();
     expect_changed.extend(chmodded.iter().map(|s| s.to_string()));
     expect_changed.sort();
     expect_changed.dedup();
@@ -282,19 +310,30 @@ fn full_sync_then_incremental() {
     let (w_meta, w_stats) = worker.scan().unwrap();
     assert_eq!(w_stats.hashed, 0);
     assert_eq!(hash_and_mode(&m_meta), hash_and_mode(&w_meta));
-    assert!(!w_etc.join(&victim_dir).exists(), "empty nested folder removed");
+    assert!(
+        !w_etc.join(&victim_dir).exists(),
+        "empty nested folder removed"
+    );
     let synced = |d: &PathBuf| d.components().count() > 0 && !d.starts_with("decoders.tmp");
     let m_dirs: BTreeSet<PathBuf> = dirs_under(&m_etc).into_iter().filter(synced).collect();
     let w_dirs: BTreeSet<PathBuf> = dirs_under(&w_etc).into_iter().filter(synced).collect();
     let odd: Vec<_> = m_dirs.symmetric_difference(&w_dirs).collect();
     assert!(odd.is_empty(), "folder trees differ: {odd:?}");
     assert_eq!(
-        fs::metadata(w_etc.join(chmodded[0])).unwrap().permissions().mode() & 0o777,
+        fs::metadata(w_etc.join(chmodded[0]))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
         0o604
     );
 
     // Emptying a whole synced dir keeps the dir itself.
-    let lists: Vec<String> = m_meta.keys().filter(|k| k.starts_with("lists/")).cloned().collect();
+    let lists: Vec<String> = m_meta
+        .keys()
+        .filter(|k| k.starts_with("lists/"))
+        .cloned()
+        .collect();
     for rel in &lists {
         fs::remove_file(m_etc.join(rel)).unwrap();
     }
@@ -377,22 +416,41 @@ fn traversal_is_rejected() {
         "etc/rules/x",
     ] {
         assert!(validate_rel(bad).is_err(), "{bad}");
-        assert!(matches!(write_file(&etc, &fd(bad)), Err(ApplyError::Path { .. })), "{bad}");
-        assert!(matches!(remove_extra(&etc, bad), Err(ApplyError::Path { .. })), "{bad}");
+        assert!(
+            matches!(write_file(&etc, &fd(bad)), Err(ApplyError::Path { .. })),
+            "{bad}"
+        );
+        assert!(
+            matches!(remove_extra(&etc, bad), Err(ApplyError::Path { .. })),
+            "{bad}"
+        );
         assert!(read_files(&etc, &[bad.to_string()]).is_err(), "{bad}");
     }
     // Through a symlinked folder: refused, nothing written outside.
     for rel in ["rules/evil/secret", "rules/evil/new", "lists/secret"] {
-        assert!(matches!(write_file(&etc, &fd(rel)), Err(ApplyError::Unsafe(_))), "{rel}");
-        assert!(matches!(remove_extra(&etc, rel), Err(ApplyError::Unsafe(_))), "{rel}");
-        assert!(read_files(&etc, &[rel.to_string()]).unwrap().is_empty(), "{rel}");
+        assert!(
+            matches!(write_file(&etc, &fd(rel)), Err(ApplyError::Unsafe(_))),
+            "{rel}"
+        );
+        assert!(
+            matches!(remove_extra(&etc, rel), Err(ApplyError::Unsafe(_))),
+            "{rel}"
+        );
+        assert!(
+            read_files(&etc, &[rel.to_string()]).unwrap().is_empty(),
+            "{rel}"
+        );
     }
     assert!(!outside.join("new").exists());
     assert_eq!(fs::read(outside.join("secret")).unwrap(), b"top secret");
     // A symlinked file is never read; writing or removing replaces/removes the link itself.
-    assert!(read_files(&etc, &["rules/link.xml".to_string()]).unwrap().is_empty());
+    assert!(read_files(&etc, &["rules/link.xml".to_string()])
+        .unwrap()
+        .is_empty());
     write_file(&etc, &fd("rules/link.xml")).unwrap();
-    assert!(fs::symlink_metadata(etc.join("rules/link.xml")).unwrap().is_file());
+    assert!(fs::symlink_metadata(etc.join("rules/link.xml"))
+        .unwrap()
+        .is_file());
     assert_eq!(fs::read(outside.join("secret")).unwrap(), b"top secret");
     symlink(outside.join("secret"), etc.join("rules/link2.xml")).unwrap();
     remove_extra(&etc, "rules/link2.xml").unwrap();
@@ -406,9 +464,14 @@ fn traversal_is_rejected() {
     ));
 
     // The scan skips links (files and folders) and special files, without hanging on a FIFO.
-    nix::unistd::mkfifo(&etc.join("rules/fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600))
-        .unwrap();
-    assert!(read_files(&etc, &["rules/fifo".to_string()]).unwrap().is_empty());
+    nix::unistd::mkfifo(
+        &etc.join("rules/fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    assert!(read_files(&etc, &["rules/fifo".to_string()])
+        .unwrap()
+        .is_empty());
     let (meta, _) = Scanner::new(etc.clone()).scan().unwrap();
     assert_eq!(
         meta.keys().cloned().collect::<Vec<_>>(),
@@ -434,7 +497,11 @@ fn write_file_sets_mode_mtime_and_meta() {
         UNIX_EPOCH + Duration::new(1_600_000_000, 123_456_789)
     );
     assert_eq!(
-        fs::metadata(etc.join("shared/default")).unwrap().permissions().mode() & 0o777,
+        fs::metadata(etc.join("shared/default"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
         0o750
     );
     let (scanned, _) = Scanner::new(etc.clone()).scan().unwrap();
@@ -442,9 +509,23 @@ fn write_file_sets_mode_mtime_and_meta() {
     // No temp files left behind.
     assert_eq!(fs::read_dir(etc.join("shared/default")).unwrap().count(), 1);
     // Overwrite keeps working; a folder in the way is an error, not a panic.
-    write_file(&etc, &FileData { data: b"v2".to_vec(), ..f.clone() }).unwrap();
+    write_file(
+        &etc,
+        &FileData {
+            data: b"v2".to_vec(),
+            ..f.clone()
+        },
+    )
+    .unwrap();
     fs::create_dir_all(etc.join("rules/dir/sub")).unwrap();
-    assert!(write_file(&etc, &FileData { rel: "rules/dir".into(), ..f }).is_err());
+    assert!(write_file(
+        &etc,
+        &FileData {
+            rel: "rules/dir".into(),
+            ..f
+        }
+    )
+    .is_err());
     assert_eq!(fs::read_dir(etc.join("rules")).unwrap().count(), 1);
 }
 
@@ -539,19 +620,30 @@ fn bench_200mb() {
         } as usize;
         total += size as u64;
         let data = content(&mut rng, size);
-        put(&m_etc, &format!("{top}/g{}/f{i}", i % 50), &data, 0o640, past(1000));
+        put(
+            &m_etc,
+            &format!("{top}/g{}/f{i}", i % 50),
+            &data,
+            0o640,
+            past(1000),
+        );
     }
     println!("tree: 10000 files, {} MB", total >> 20);
     let mut master = Scanner::new(m_etc.clone());
     let mut worker = Scanner::new(w_etc.clone());
     let t = Instant::now();
     let (m_meta, st) = master.scan().unwrap();
-    println!("master cold scan: {:?} ({} MB/s)", st.elapsed, mb_s(st.hashed_bytes, st.elapsed));
+    println!(
+        "master cold scan: {:?} ({} MB/s)",
+        st.elapsed,
+        mb_s(st.hashed_bytes, st.elapsed)
+    );
     let (_, st2) = master.scan().unwrap();
     println!("master warm scan: {:?}", st2.elapsed);
     let wanted: Vec<(String, u64)> = m_meta.iter().map(|(k, v)| (k.clone(), v.size)).collect();
     let pieces = plan_pieces(&wanted, DEFAULT_PIECE);
-    let (mut enc_t, mut dec_t, mut app_t, mut wire) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0);
+    let (mut enc_t, mut dec_t, mut app_t, mut wire) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0);
     let mut report = ApplyReport::default();
     for p in &pieces {
         let t0 = Instant::now();
@@ -577,8 +669,42 @@ fn bench_200mb() {
     );
     assert!(report.errors.is_empty());
     let (w_meta, wst) = worker.scan().unwrap();
-    println!("worker scan after apply: {:?}, hashed {}", wst.elapsed, wst.hashed);
+    println!(
+        "worker scan after apply: {:?}, hashed {}",
+        wst.elapsed, wst.hashed
+    );
     assert!(diff(&m_meta, &w_meta).is_empty());
+    let all: Vec<Vec<FileData>> = pieces
+        .iter()
+        .map(|p| read_files(&m_etc, p).unwrap())
+        .collect();
+    for level in [1, -1, -5, -20] {
+        let t = Instant::now();
+        let enc: Vec<Vec<u8>> = all.iter().map(|f| encode_piece(f, level)).collect();
+        let et = t.elapsed();
+        let t = Instant::now();
+        for e in &enc {
+            decode_piece(e, 64 << 20).unwrap();
+        }
+        let wire: usize = enc.iter().map(Vec::len).sum();
+        println!(
+            "level {level}: encode {et:?} ({} MB/s), decode {:?}, wire {} MB",
+            mb_s(total, et),
+            t.elapsed(),
+            wire >> 20
+        );
+    }
+    // 1% changed: rescan cost on the master.
+    for (i, rel) in m_meta.keys().step_by(100).enumerate() {
+        let mut d = fs::read(m_etc.join(rel)).unwrap();
+        d.push(b'x');
+        put(&m_etc, rel, &d, 0o640, past(500 + i as u64));
+    }
+    let (_, st) = master.scan().unwrap();
+    println!(
+        "master scan after 1% change: {:?}, hashed {}",
+        st.elapsed, st.hashed
+    );
 }
 
 fn mb_s(bytes: u64, d: Duration) -> u64 {

@@ -50,7 +50,7 @@ fn two_thousand_files_reach_both_workers_then_changes_follow() {
     w2.start();
 
     let want = tree(&etc);
-    assert!(want.len() >= 2003, "{}", want.len()); // plus shared/default/agent.conf etc.
+    assert_eq!(want.len(), 2001, "2,000 files and shared/default/agent.conf");
     assert!(!want.contains_key("rules/local_rules.xml~"));
     for w in [&w1, &w2] {
         wait_for("initial sync", LONG, || tree(&w.etc()) == want);

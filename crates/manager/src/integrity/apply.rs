@@ -195,7 +195,9 @@ pub fn remove_extras(etc: &Path, rels: &[String], scanner: &mut Scanner, report:
     let mut chain = match DirChain::open(etc) {
         Ok(c) => c,
         Err(e) => {
-            report.errors.extend(rels.iter().map(|r| format!("{r}: {e}")));
+            report
+                .errors
+                .extend(rels.iter().map(|r| format!("{r}: {e}")));
             return;
         }
     };

@@ -63,7 +63,11 @@ impl DirChain {
 
     /// Makes the chain match `dirs` (top synced folder first), creating missing folders when
     /// `create`. Returns the fd of the deepest one.
-    pub(crate) fn enter(&mut self, dirs: &[&str], create: bool) -> Result<BorrowedFd<'_>, WalkError> {
+    pub(crate) fn enter(
+        &mut self,
+        dirs: &[&str],
+        create: bool,
+    ) -> Result<BorrowedFd<'_>, WalkError> {
         let common = self
             .stack
             .iter()
@@ -72,7 +76,10 @@ impl DirChain {
             .count();
         self.stack.truncate(common);
         for name in &dirs[common..] {
-            let parent = self.stack.last().map_or(self.root.as_fd(), |(_, fd)| fd.as_fd());
+            let parent = self
+                .stack
+                .last()
+                .map_or(self.root.as_fd(), |(_, fd)| fd.as_fd());
             let fd = match openat(parent, *name, DIR_FLAGS, Mode::empty()) {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT) if create => {
@@ -90,7 +97,9 @@ impl DirChain {
     }
 
     fn deepest(&self) -> BorrowedFd<'_> {
-        self.stack.last().map_or(self.root.as_fd(), |(_, fd)| fd.as_fd())
+        self.stack
+            .last()
+            .map_or(self.root.as_fd(), |(_, fd)| fd.as_fd())
     }
 
     /// Removes the now-empty folders at the end of the chain, deepest first, keeping the first

@@ -286,7 +286,10 @@ mod tests {
             ("etc/rules/a", PathError::NotSynced),
             ("rules/a\\b", PathError::BadChar),
             ("rules/a\0", PathError::BadChar),
-            ("shared/ossec.conf", PathError::Excluded("ossec.conf".into())),
+            (
+                "shared/ossec.conf",
+                PathError::Excluded("ossec.conf".into()),
+            ),
         ];
         for (p, e) in cases {
             assert_eq!(validate_rel(p), Err(e), "{p:?}");
@@ -348,6 +351,9 @@ mod tests {
         let zeros = vec![b' '; 2 << 20];
         let z = zstd::bulk::compress(&zeros, 1).unwrap();
         assert!(matches!(bounded_unzstd(&z, 1 << 20), Err(Unzstd::TooLarge)));
-        assert_eq!(bounded_unzstd(&z, 2 << 20).ok().map(|v| v.len()), Some(2 << 20));
+        assert_eq!(
+            bounded_unzstd(&z, 2 << 20).ok().map(|v| v.len()),
+            Some(2 << 20)
+        );
     }
 }

@@ -100,16 +100,14 @@ impl Scanner {
         let results = hash_all(&todo);
         let mut racy = HashSet::new();
         for (s, r) in todo.into_iter().zip(results) {
-            match r? {
-                Some(meta) => {
-                    stats.hashed += 1;
-                    stats.hashed_bytes += meta.size;
-                    if is_racy(&meta, now) {
-                        racy.insert(s.rel.clone());
-                    }
-                    out.insert(s.rel, meta);
+            // None: vanished (or replaced by a non-file) since the walk.
+            if let Some(meta) = r? {
+                stats.hashed += 1;
+                stats.hashed_bytes += meta.size;
+                if is_racy(&meta, now) {
+                    racy.insert(s.rel.clone());
                 }
-                None => {} // vanished (or replaced by a non-file) since the walk
+                out.insert(s.rel, meta);
             }
         }
         stats.files = out.len();
@@ -216,9 +214,13 @@ fn hash_all(todo: &[Seen]) -> Vec<io::Result<Option<FileMeta>>> {
     let total: u64 = todo.iter().map(|s| s.size).sum();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Threads only pay off with enough work (a thread costs ~tens of µs).
-    let threads = cores.min(todo.len()).min(1 + (total / (256 << 10)) as usize).max(1);
+    let threads = cores
+        .min(todo.len())
+        .min(1 + (total / (256 << 10)) as usize)
+        .max(1);
 
-    let mut results: Vec<io::Result<Option<FileMeta>>> = (0..todo.len()).map(|_| Ok(None)).collect();
+    let mut results: Vec<io::Result<Option<FileMeta>>> =
+        (0..todo.len()).map(|_| Ok(None)).collect();
     if threads == 1 {
         let mut buf = vec![0u8; HASH_BUF];
         for (i, s) in todo.iter().enumerate() {

@@ -334,19 +334,12 @@ async fn integrity_cycle(node: &Node, worker: &Worker, peer: &Peer) -> Result<Sy
     let extra = plan.extra.clone();
     let applier = tokio::task::spawn_blocking(move || {
         let mut ar = ApplyReport::default();
+        // Extras first: a folder the master turned into a file (or back) must be out of the way.
+        apply::remove_extras(&etc, &extra, &mut scanner, &mut ar);
         for piece in rx {
             match bundle::decode_piece(&piece, wire::MAX_MESSAGE) {
                 Ok(files) => apply::apply_piece(&etc, files, &expected, &mut scanner, &mut ar),
                 Err(e) => ar.errors.push(format!("bad piece: {e}")),
-            }
-        }
-        for rel in &extra {
-            match apply::remove_extra(&etc, rel) {
-                Ok(()) => {
-                    ar.removed += 1;
-                    scanner.forget(rel);
-                }
-                Err(e) => ar.errors.push(format!("{rel}: {e}")),
             }
         }
         (ar, scanner)
