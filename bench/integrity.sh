@@ -15,12 +15,13 @@ command -v rsync >/dev/null || { echo "needs rsync (apt-get install -y rsync)"; 
 
 cargo build --release -q -p rampart
 BIN=$PWD/target/release/rampart
-W=$(mktemp -d /tmp/rampart-bench-integrity.XXXXXX)
+W=$(mktemp -d "${BENCH_DIR:-/tmp}/rampart-bench-integrity.XXXXXX")
+KEEP=${KEEP:-}
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$W"
+  [ -n "$KEEP" ] || rm -rf "$W"
 }
 trap cleanup EXIT
 
@@ -85,6 +86,9 @@ for i in $(seq $WORKERS); do
   mkdir -p "$W/w$i/etc"; conf "worker-$i" worker > "$W/w$i/etc/ossec.conf"; start "$W/w$i"
 done
 until [ "$("$BIN" cluster --home "$W/master" nodes | wc -l)" -eq $((WORKERS + 2)) ]; do sleep 0.1; done
+
+# Let the syncs the workers start on connecting finish (they hold the sync lock).
+for i in $(seq $WORKERS); do "$BIN" cluster --home "$W/w$i" sync >/dev/null; done
 
 RPORT=$(free_port)
 cat > "$W/rsyncd.conf" <<CONF

@@ -156,7 +156,10 @@ pub fn cluster_main(home: PathBuf, action: ClusterAction) -> i32 {
                     .unwrap_or_default();
                 print!(
                     "{}",
-                    table(&["NAME", "TYPE", "VERSION", "ADDRESS", "LAST KEEP-ALIVE"], &rows)
+                    table(
+                        &["NAME", "TYPE", "VERSION", "ADDRESS", "LAST KEEP-ALIVE"],
+                        &rows
+                    )
                 );
             }
             ClusterAction::Status => {
@@ -204,7 +207,10 @@ pub fn agents_main(home: PathBuf, action: AgentsAction) -> i32 {
                     .unwrap_or_default();
                 print!(
                     "{}",
-                    table(&["ID", "NAME", "IP", "STATUS", "GROUPS", "NODE", "VERSION"], &rows)
+                    table(
+                        &["ID", "NAME", "IP", "STATUS", "GROUPS", "NODE", "VERSION"],
+                        &rows
+                    )
                 );
             }
             AgentsAction::Show(id) => {
@@ -218,7 +224,14 @@ pub fn agents_main(home: PathBuf, action: AgentsAction) -> i32 {
             }
             AgentsAction::Group(id, group) => {
                 let id = parse_id(&id)?;
-                client(&home, Request::Group { id, group: group.clone() }, t)?;
+                client(
+                    &home,
+                    Request::Group {
+                        id,
+                        group: group.clone(),
+                    },
+                    t,
+                )?;
                 println!("Agent {id:03} assigned to group(s) {group}.");
             }
         }

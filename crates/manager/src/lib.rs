@@ -5,10 +5,10 @@
 #![forbid(unsafe_code)]
 
 pub mod authd;
+pub mod cli;
 pub mod clusterlog;
 pub mod config;
 pub mod home;
 pub mod integrity;
-pub mod registry;
-pub mod cli;
 pub mod node;
+pub mod registry;

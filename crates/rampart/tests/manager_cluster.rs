@@ -42,7 +42,10 @@ fn client_keys(n: &Node) -> BTreeMap<u32, (String, String)> {
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
-            Some((f.first()?.parse().ok()?, (f.get(1)?.to_string(), f.get(3)?.to_string())))
+            Some((
+                f.first()?.parse().ok()?,
+                (f.get(1)?.to_string(), f.get(3)?.to_string()),
+            ))
         })
         .collect()
 }
@@ -59,7 +62,10 @@ fn enrollment_through_workers_deletion_and_groups_reach_every_node() {
     w2.start();
     wait_for("three nodes", LONG, || cluster_nodes(&master).len() == 3);
     // Workers see the same list through the master.
-    assert_eq!(cluster_nodes(&w1), vec!["master-node", "worker-01", "worker-02"]);
+    assert_eq!(
+        cluster_nodes(&w1),
+        vec!["master-node", "worker-01", "worker-02"]
+    );
 
     // 25 agents through worker-01 (no password) and 25 through worker-02 (password), at once.
     let rt = runtime();
@@ -72,7 +78,9 @@ fn enrollment_through_workers_deletion_and_groups_reach_every_node() {
                 (w2.auth_addr(), Some("TopSecret123"))
             };
             let req = request(&format!("agent-{i:02}"), pw);
-            tasks.push(tokio::spawn(async move { enroll_client(addr, &req, None).await }));
+            tasks.push(tokio::spawn(async move {
+                enroll_client(addr, &req, None).await
+            }));
         }
         let mut out = Vec::new();
         for t in tasks {
@@ -90,12 +98,24 @@ fn enrollment_through_workers_deletion_and_groups_reach_every_node() {
     assert_eq!(keys.len(), 50, "50 distinct ids");
 
     // Wrong or missing password on worker-02 is refused, and nothing is registered.
-    let refused = rt.block_on(enroll_client(w2.auth_addr(), &request("intruder", Some("nope")), None));
+    let refused = rt.block_on(enroll_client(
+        w2.auth_addr(),
+        &request("intruder", Some("nope")),
+        None,
+    ));
     assert_eq!(refused.unwrap_err(), "Invalid password");
-    let refused = rt.block_on(enroll_client(w2.auth_addr(), &request("intruder", None), None));
+    let refused = rt.block_on(enroll_client(
+        w2.auth_addr(),
+        &request("intruder", None),
+        None,
+    ));
     assert_eq!(refused.unwrap_err(), "Invalid password");
     // A duplicate name is refused with Wazuh's words (force after_registration_time 1h).
-    let dup = rt.block_on(enroll_client(w1.auth_addr(), &request("agent-00", None), None));
+    let dup = rt.block_on(enroll_client(
+        w1.auth_addr(),
+        &request("agent-00", None),
+        None,
+    ));
     assert_eq!(dup.unwrap_err(), "Duplicate agent name: agent-00");
 
     // The master holds exactly what the agents were told; the workers follow.
@@ -104,8 +124,13 @@ fn enrollment_through_workers_deletion_and_groups_reach_every_node() {
         wait_for("worker replica", LONG, || client_keys(w) == keys);
         assert_eq!(w.agent_ids().len(), 50);
     }
-    let mode = std::fs::metadata(master.etc().join("client.keys")).expect("keys").permissions();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    let mode = std::fs::metadata(master.etc().join("client.keys"))
+        .expect("keys")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
 
     // Deletion on the master reaches both workers; deletion asked on a worker goes to the master.
     let first = *keys.keys().next().expect("an agent");
@@ -128,11 +153,17 @@ fn enrollment_through_workers_deletion_and_groups_reach_every_node() {
     assert!(!ok, "group 'linux' does not exist yet");
     let linux = master.etc().join("shared/linux");
     std::fs::create_dir_all(&linux).expect("group dir");
-    std::fs::write(linux.join("agent.conf"), "<agent_config os=\"Linux\">\n</agent_config>\n").expect("agent.conf");
+    std::fs::write(
+        linux.join("agent.conf"),
+        "<agent_config os=\"Linux\">\n</agent_config>\n",
+    )
+    .expect("agent.conf");
     assert!(w1.ctl(&["agents", "group", &third.to_string(), "linux"]).0);
     for n in [&master, &w1, &w2] {
         wait_for("group everywhere", LONG, || {
-            n.ctl(&["agents", "show", &third.to_string()]).1.contains("\"linux\"")
+            n.ctl(&["agents", "show", &third.to_string()])
+                .1
+                .contains("\"linux\"")
         });
     }
     for w in [&w1, &w2] {
@@ -142,8 +173,12 @@ fn enrollment_through_workers_deletion_and_groups_reach_every_node() {
         let (_, shown) = w.ctl(&["agents", "show", &third.to_string()]);
         assert!(!shown.contains(&keys[&third].1));
     }
-    assert!(master.log().contains("[Master] [Main] Serving on ('127.0.0.1',"));
-    assert!(w1.log().contains("[Worker worker-01] [Main] Successfully connected to master."));
+    assert!(master
+        .log()
+        .contains("[Master] [Main] Serving on ('127.0.0.1',"));
+    assert!(w1
+        .log()
+        .contains("[Worker worker-01] [Main] Successfully connected to master."));
 }
 
 #[test]
@@ -153,7 +188,13 @@ fn agent_info_is_recorded_for_known_agents_only() {
     let mut w1 = Node::new(NodeSpec::worker("worker-01", &master.spec));
     w1.start();
     let rt = runtime();
-    let a = rt.block_on(enroll_client(w1.auth_addr(), &request("reporter", None), None)).expect("enroll");
+    let a = rt
+        .block_on(enroll_client(
+            w1.auth_addr(),
+            &request("reporter", None),
+            None,
+        ))
+        .expect("enroll");
     let report = |id: u32, name: &str| {
         let json = format!(
             r#"{{"cmd":"agent_status","report":{{"id":{id},"name":"{name}","version":"Wazuh v4.14.0","os":"Ubuntu 22.04","labels":{{"env":"test"}},"status":"active","last_keepalive":1700000000,"groups":null}}}}"#
@@ -173,9 +214,11 @@ fn agent_info_is_recorded_for_known_agents_only() {
 /// One raw JSON line to a node's control socket.
 fn control_raw(n: &Node, line: &str) -> String {
     use std::io::{BufRead, BufReader, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(n.home().join("queue/cluster/c-internal.sock"))
-        .expect("control socket");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut s =
+        std::os::unix::net::UnixStream::connect(n.home().join("queue/cluster/c-internal.sock"))
+            .expect("control socket");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     s.write_all(format!("{line}\n").as_bytes()).expect("write");
     let mut out = String::new();
     BufReader::new(s).read_line(&mut out).expect("answer");
@@ -188,7 +231,9 @@ fn workers_with_a_wrong_key_another_cluster_or_a_taken_name_are_rejected() {
     master.start();
     let mut good = Node::new(NodeSpec::worker("worker-01", &master.spec));
     good.start();
-    wait_for("worker-01 joined", LONG, || cluster_nodes(&master).len() == 2);
+    wait_for("worker-01 joined", LONG, || {
+        cluster_nodes(&master).len() == 2
+    });
 
     let mut spec = NodeSpec::worker("worker-bad-key", &master.spec);
     spec.key = "00000000000000000000000000000000".into();
@@ -201,13 +246,19 @@ fn workers_with_a_wrong_key_another_cluster_or_a_taken_name_are_rejected() {
     let mut twin = Node::new(NodeSpec::worker("worker-01", &master.spec));
     twin.start();
 
-    wait_for("wrong key logged on the master", LONG, || master.log().contains("first frame failed authentication"));
-    wait_for("wrong key logged on the worker", LONG, || bad_key.log().contains("wrong cluster key"));
+    wait_for("wrong key logged on the master", LONG, || {
+        master.log().contains("first frame failed authentication")
+    });
+    wait_for("wrong key logged on the worker", LONG, || {
+        bad_key.log().contains("wrong cluster key")
+    });
     wait_for("other cluster logged", LONG, || {
-        master.log().contains("belongs to cluster 'other'") && other.log().contains("belongs to cluster 'other'")
+        master.log().contains("belongs to cluster 'other'")
+            && other.log().contains("belongs to cluster 'other'")
     });
     wait_for("duplicate name logged", LONG, || {
-        master.log().contains("duplicate node name 'worker-01'") && twin.log().contains("duplicate node name")
+        master.log().contains("duplicate node name 'worker-01'")
+            && twin.log().contains("duplicate node name")
     });
     assert_eq!(cluster_nodes(&master), vec!["master-node", "worker-01"]);
 }
@@ -219,26 +270,45 @@ fn a_worker_killed_and_restarted_catches_up() {
     let mut w = Node::new(NodeSpec::worker("worker-01", &master.spec));
     w.start();
     let rt = runtime();
-    let a = rt.block_on(enroll_client(master.auth_addr(), &request("early", None), None)).expect("enroll");
-    wait_for("replica has the first agent", LONG, || w.agent_ids() == vec![a.id]);
+    let a = rt
+        .block_on(enroll_client(
+            master.auth_addr(),
+            &request("early", None),
+            None,
+        ))
+        .expect("enroll");
+    wait_for("replica has the first agent", LONG, || {
+        w.agent_ids() == vec![a.id]
+    });
     w.kill9();
 
     // While it is down: new agents, a deletion and new rules.
     let mut expected = Vec::new();
     for i in 0..5 {
         let k = rt
-            .block_on(enroll_client(master.auth_addr(), &request(&format!("late-{i}"), None), None))
+            .block_on(enroll_client(
+                master.auth_addr(),
+                &request(&format!("late-{i}"), None),
+                None,
+            ))
             .expect("enroll");
         expected.push(k.id);
     }
     assert!(master.ctl(&["agents", "delete", &a.id.to_string()]).0);
     std::fs::create_dir_all(master.etc().join("rules/extra")).expect("dir");
-    std::fs::write(master.etc().join("rules/extra/local_rules.xml"), "<group name=\"local\"/>\n").expect("rule");
+    std::fs::write(
+        master.etc().join("rules/extra/local_rules.xml"),
+        "<group name=\"local\"/>\n",
+    )
+    .expect("rule");
 
     w.start();
-    wait_for("worker catches up on agents", LONG, || w.agent_ids() == expected);
+    wait_for("worker catches up on agents", LONG, || {
+        w.agent_ids() == expected
+    });
     wait_for("worker catches up on files", LONG, || {
-        std::fs::read_to_string(w.etc().join("rules/extra/local_rules.xml")).is_ok_and(|s| s.contains("local"))
+        std::fs::read_to_string(w.etc().join("rules/extra/local_rules.xml"))
+            .is_ok_and(|s| s.contains("local"))
     });
 }
 
@@ -257,14 +327,17 @@ fn master_killed_during_enrollments_keeps_every_acknowledged_agent() {
         tasks.push(rt.spawn(async move {
             let mut i = 0;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                if let Ok(k) = enroll_client(addr, &request(&format!("c{c}-{i}"), None), None).await {
+                if let Ok(k) = enroll_client(addr, &request(&format!("c{c}-{i}"), None), None).await
+                {
                     acked.lock().expect("lock").push(k);
                 }
                 i += 1;
             }
         }));
     }
-    wait_for("some acknowledged enrollments", LONG, || acked.lock().expect("lock").len() >= 60);
+    wait_for("some acknowledged enrollments", LONG, || {
+        acked.lock().expect("lock").len() >= 60
+    });
     master.kill9();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for t in tasks {
@@ -275,12 +348,24 @@ fn master_killed_during_enrollments_keeps_every_acknowledged_agent() {
     let keys = client_keys(&master);
     let (_, list) = master.ctl(&["agents", "list"]);
     for k in &acked {
-        assert!(list.contains(&k.name), "acknowledged agent {} ({}) lost", k.id, k.name);
-        wait_for("client.keys rewritten", LONG, || client_keys(&master).contains_key(&k.id));
+        assert!(
+            list.contains(&k.name),
+            "acknowledged agent {} ({}) lost",
+            k.id,
+            k.name
+        );
+        wait_for("client.keys rewritten", LONG, || {
+            client_keys(&master).contains_key(&k.id)
+        });
     }
     let keys_after = client_keys(&master);
     for k in &acked {
-        assert_eq!(keys_after.get(&k.id), Some(&(k.name.clone(), k.key.clone())), "key of {}", k.name);
+        assert_eq!(
+            keys_after.get(&k.id),
+            Some(&(k.name.clone(), k.key.clone())),
+            "key of {}",
+            k.name
+        );
     }
     let _ = keys;
 }
@@ -305,5 +390,9 @@ fn check_validates_and_names_the_element() {
         .arg(good.home())
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

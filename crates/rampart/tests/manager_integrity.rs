@@ -16,7 +16,10 @@ const LONG: Duration = Duration::from_secs(60);
 fn tree(etc: &Path) -> BTreeMap<String, (String, u32)> {
     let mut s = Scanner::new(etc.to_path_buf());
     match s.scan() {
-        Ok((m, _)) => m.iter().map(|(k, v)| (k.clone(), (v.hash.clone(), v.mode))).collect(),
+        Ok((m, _)) => m
+            .iter()
+            .map(|(k, v)| (k.clone(), (v.hash.clone(), v.mode)))
+            .collect(),
         Err(_) => BTreeMap::new(),
     }
 }
@@ -25,19 +28,31 @@ fn write(etc: &Path, rel: &str, body: &[u8], mode: u32) {
     let p = etc.join(rel);
     std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
     std::fs::write(&p, body).expect("write");
-    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).expect("chmod");
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .expect("chmod");
 }
 
 #[test]
 fn two_thousand_files_reach_both_workers_then_changes_follow() {
     let mut master = Node::new(NodeSpec::master("master-node"));
     let etc = master.etc();
-    let dirs = ["rules", "decoders", "lists", "shared/default", "shared/linux/deep/er"];
+    let dirs = [
+        "rules",
+        "decoders",
+        "lists",
+        "shared/default",
+        "shared/linux/deep/er",
+    ];
     for i in 0..2000usize {
         let dir = dirs[i % dirs.len()];
         let body = format!("<!-- file {i} -->\n{}", "x".repeat((i * 37) % 5000));
         let mode = if i % 7 == 0 { 0o640 } else { 0o660 };
-        write(&etc, &format!("{dir}/sub{}/file{i}.xml", i % 13), body.as_bytes(), mode);
+        write(
+            &etc,
+            &format!("{dir}/sub{}/file{i}.xml", i % 13),
+            body.as_bytes(),
+            mode,
+        );
     }
     // Never synced: the node's own configuration and editor leftovers.
     write(&etc, "rules/local_rules.xml~", b"backup", 0o640);
@@ -50,18 +65,36 @@ fn two_thousand_files_reach_both_workers_then_changes_follow() {
     w2.start();
 
     let want = tree(&etc);
-    assert_eq!(want.len(), 2001, "2,000 files and shared/default/agent.conf");
+    assert_eq!(
+        want.len(),
+        2001,
+        "2,000 files and shared/default/agent.conf"
+    );
     assert!(!want.contains_key("rules/local_rules.xml~"));
     for w in [&w1, &w2] {
         wait_for("initial sync", LONG, || tree(&w.etc()) == want);
     }
-    assert!(!w1.etc().join("lists/stale").exists(), "emptied folder removed");
-    assert!(std::fs::read_to_string(w1.etc().join("ossec.conf")).expect("conf").contains("worker-01"));
+    assert!(
+        !w1.etc().join("lists/stale").exists(),
+        "emptied folder removed"
+    );
+    assert!(std::fs::read_to_string(w1.etc().join("ossec.conf"))
+        .expect("conf")
+        .contains("worker-01"));
 
     // Adds, changes (content and mode), deletes including a whole nested folder.
-    write(&etc, "rules/new/added.xml", b"<group name=\"added\"/>\n", 0o640);
+    write(
+        &etc,
+        "rules/new/added.xml",
+        b"<group name=\"added\"/>\n",
+        0o640,
+    );
     write(&etc, "decoders/sub1/file1.xml", b"changed content", 0o660);
-    std::fs::set_permissions(etc.join("lists/sub2/file2.xml"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    std::fs::set_permissions(
+        etc.join("lists/sub2/file2.xml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
     std::fs::remove_dir_all(etc.join("shared/linux/deep")).expect("rm");
     std::fs::remove_file(etc.join("rules/sub0/file0.xml")).expect("rm");
     // The master notices on its next integrity round; the workers follow.
@@ -74,6 +107,8 @@ fn two_thousand_files_reach_both_workers_then_changes_follow() {
         wait_for("incremental sync", LONG, || tree(&w.etc()) == want);
         assert!(!w.etc().join("shared/linux/deep").exists());
     }
-    assert!(w1.log().contains("[Integrity sync] Starting. Files to create:"));
+    assert!(w1
+        .log()
+        .contains("[Integrity sync] Starting. Files to create:"));
     assert!(master.log().contains("[Local integrity] Finished in"));
 }

@@ -26,14 +26,25 @@ pub enum Request {
     Nodes,
     Status,
     Agents,
-    Agent { id: u32 },
-    Delete { id: u32 },
-    Group { id: u32, group: String },
+    Agent {
+        id: u32,
+    },
+    Delete {
+        id: u32,
+    },
+    Group {
+        id: u32,
+        group: String,
+    },
     /// Run an integrity cycle now (worker) or recompute the metadata (master).
     Sync,
     /// The reporting service's seam: an agent's status as this node sees it.
-    AgentStatus { report: AgentReport },
-    AgentGone { id: u32 },
+    AgentStatus {
+        report: AgentReport,
+    },
+    AgentGone {
+        id: u32,
+    },
 }
 
 pub async fn spawn(node: Arc<Node>) -> anyhow::Result<()> {
@@ -131,7 +142,9 @@ async fn handle(node: &Node, req: Request) -> Result<Value, String> {
                 "connected_to_master": connected,
             }))
         }
-        Request::Agents => Ok(Value::Array(node.registry.list().iter().map(public_view).collect())),
+        Request::Agents => Ok(Value::Array(
+            node.registry.list().iter().map(public_view).collect(),
+        )),
         Request::Agent { id } => node
             .registry
             .get(id)
@@ -140,20 +153,34 @@ async fn handle(node: &Node, req: Request) -> Result<Value, String> {
         Request::Delete { id } => {
             match &node.role {
                 Role::Worker(_) => {
-                    forward(node, proto::AGENT_DELETE, serde_json::to_vec(&id).unwrap_or_default()).await?;
+                    forward(
+                        node,
+                        proto::AGENT_DELETE,
+                        serde_json::to_vec(&id).unwrap_or_default(),
+                    )
+                    .await?;
                 }
                 _ => master::delete_agent(node, id).await?,
             }
             Ok(json!({ "deleted": id }))
         }
         Request::Group { id, group } => {
-            let groups: Vec<String> = group.split(',').map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect();
+            let groups: Vec<String> = group
+                .split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(String::from)
+                .collect();
             if groups.is_empty() {
                 return Err("no group given".into());
             }
             match &node.role {
                 Role::Worker(_) => {
-                    let p = serde_json::to_vec(&proto::GroupReq { id, groups: groups.clone() }).unwrap_or_default();
+                    let p = serde_json::to_vec(&proto::GroupReq {
+                        id,
+                        groups: groups.clone(),
+                    })
+                    .unwrap_or_default();
                     forward(node, proto::AGENT_GROUP, p).await?;
                 }
                 _ => master::set_groups(node, id, groups.clone()).await?,
@@ -200,7 +227,9 @@ pub async fn call(home: &Path, req: &Request, timeout: Duration) -> Result<Value
         let (r, mut w) = stream.into_split();
         let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
         line.push('\n');
-        w.write_all(line.as_bytes()).await.map_err(|e| e.to_string())?;
+        w.write_all(line.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
         let mut lines = BufReader::new(r).lines();
         let answer = lines
             .next_line()

@@ -40,23 +40,38 @@ pub async fn spawn_server(node: Arc<Node>) -> anyhow::Result<()> {
         "Enrollment",
         format!(
             "Accepting enrollments on {addr} (TLS){}.",
-            if password.is_some() { ", password required" } else { "" }
+            if password.is_some() {
+                ", password required"
+            } else {
+                ""
+            }
         ),
     );
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT));
     tokio::spawn(async move {
         loop {
-            let Ok(permit) = limit.clone().acquire_owned().await else { return };
+            let Ok(permit) = limit.clone().acquire_owned().await else {
+                return;
+            };
             match listener.accept().await {
                 Ok((stream, src)) => {
-                    let (node, acceptor, password) = (node.clone(), acceptor.clone(), password.clone());
+                    let (node, acceptor, password) =
+                        (node.clone(), acceptor.clone(), password.clone());
                     tokio::spawn(async move {
-                        handle(&node, acceptor, stream, src, password.as_deref().map(String::as_str)).await;
+                        handle(
+                            &node,
+                            acceptor,
+                            stream,
+                            src,
+                            password.as_deref().map(String::as_str),
+                        )
+                        .await;
                         drop(permit);
                     });
                 }
                 Err(e) => {
-                    node.log.error(&node.tag(), "Enrollment", format!("accept failed: {e}"));
+                    node.log
+                        .error(&node.tag(), "Enrollment", format!("accept failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
@@ -65,12 +80,22 @@ pub async fn spawn_server(node: Arc<Node>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn handle(node: &Node, acceptor: TlsAcceptor, stream: TcpStream, src: SocketAddr, password: Option<&str>) {
+async fn handle(
+    node: &Node,
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    src: SocketAddr,
+    password: Option<&str>,
+) {
     let tag = node.tag();
     let mut tls = match tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
-            node.log.debug(&tag, "Enrollment", format!("TLS handshake with {src} failed: {e}"));
+            node.log.debug(
+                &tag,
+                "Enrollment",
+                format!("TLS handshake with {src} failed: {e}"),
+            );
             return;
         }
         Err(_) => return,
@@ -92,7 +117,11 @@ async fn handle(node: &Node, acceptor: TlsAcceptor, stream: TcpStream, src: Sock
                 }
             }
             Err(e) => {
-                node.log.warning(&tag, "Enrollment", format!("Invalid request from {}: {e}", src.ip()));
+                node.log.warning(
+                    &tag,
+                    "Enrollment",
+                    format!("Invalid request from {}: {e}", src.ip()),
+                );
                 authd::format_error(&e.to_string())
             }
         },
@@ -138,7 +167,12 @@ async fn read_request<S: AsyncRead + Unpin>(s: &mut S) -> Result<String, String>
 
 /// Check the password, resolve the IP, make the key, then register on the master
 /// (directly or forwarded).
-pub async fn process(node: &Node, req: EnrollRequest, src: IpAddr, password: Option<&str>) -> Result<Agent, String> {
+pub async fn process(
+    node: &Node,
+    req: EnrollRequest,
+    src: IpAddr,
+    password: Option<&str>,
+) -> Result<Agent, String> {
     authd::check_password(&req, password).map_err(|e| e.to_string())?;
     let ip = authd::resolve_ip(req.ip.as_ref(), src, node.conf.auth.use_source_ip);
     let fwd = EnrollFwd {
@@ -161,13 +195,18 @@ pub async fn process(node: &Node, req: EnrollRequest, src: IpAddr, password: Opt
                     Err(e) => {
                         // The master may have committed it: take it back so no agent exists
                         // whose key nobody received.
-                        let cancel = EnrollCancel { name: fwd.name.clone(), key: fwd.key.clone() };
+                        let cancel = EnrollCancel {
+                            name: fwd.name.clone(),
+                            key: fwd.key.clone(),
+                        };
                         let payload = serde_json::to_vec(&cancel).unwrap_or_default();
                         let p = peer.clone();
                         tokio::spawn(async move {
                             let _ = p.request(proto::ENROLL_CANCEL, payload, timeout).await;
                         });
-                        Err(format!("Could not reach the master node ({e}); try again later"))
+                        Err(format!(
+                            "Could not reach the master node ({e}); try again later"
+                        ))
                     }
                 },
             }
@@ -207,7 +246,8 @@ pub async fn register_on_master(node: &Node, fwd: EnrollFwd) -> Result<Agent, St
         key_hash: fwd.key_hash,
     };
     let outcome = node.registry.submit(cmd).await.map_err(|e| {
-        node.log.error("Master", "Enrollment", format!("registry error: {e}"));
+        node.log
+            .error("Master", "Enrollment", format!("registry error: {e}"));
         "Internal error; try again later".to_string()
     })?;
     let agent = match outcome.1 {
@@ -216,7 +256,10 @@ pub async fn register_on_master(node: &Node, fwd: EnrollFwd) -> Result<Agent, St
             node.log.info(
                 "Master",
                 "Enrollment",
-                format!("Agent {old:03} ({}) replaced by a new enrollment.", agent.name),
+                format!(
+                    "Agent {old:03} ({}) replaced by a new enrollment.",
+                    agent.name
+                ),
             );
             agent
         }
@@ -240,7 +283,10 @@ pub async fn cancel_on_master(node: &Node, c: &EnrollCancel) -> Result<(), Strin
         node.log.warning(
             "Master",
             "Enrollment",
-            format!("Enrollment of agent {:03} ({}) cancelled: the worker could not deliver its key.", a.id, a.name),
+            format!(
+                "Enrollment of agent {:03} ({}) cancelled: the worker could not deliver its key.",
+                a.id, a.name
+            ),
         );
     }
     Ok(())
@@ -284,7 +330,8 @@ fn server_config(node: &Node) -> anyhow::Result<rustls::ServerConfig> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
         .and_then(|it| it.collect::<Result<_, _>>())
         .map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
-    let private = PrivateKeyDer::from_pem_file(&key).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+    let private = PrivateKeyDer::from_pem_file(&key)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
     let builder = rustls::ServerConfig::builder();
     let builder = match &auth.ssl_agent_ca {
         Some(ca) => {
@@ -303,7 +350,9 @@ fn server_config(node: &Node) -> anyhow::Result<rustls::ServerConfig> {
 
 fn roots(ca: &Path) -> anyhow::Result<rustls::RootCertStore> {
     let mut store = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))? {
+    for c in
+        CertificateDer::pem_file_iter(ca).map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?
+    {
         let c = c.map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?;
         store.add(c).with_context(|| format!("{}", ca.display()))?;
     }
@@ -326,7 +375,10 @@ fn load_password(node: &Node) -> anyhow::Result<Option<String>> {
             node.log.info(
                 &node.tag(),
                 "Enrollment",
-                format!("No password in {}; generated a random one there.", path.display()),
+                format!(
+                    "No password in {}; generated a random one there.",
+                    path.display()
+                ),
             );
             Ok(Some(pw))
         }
@@ -335,7 +387,11 @@ fn load_password(node: &Node) -> anyhow::Result<Option<String>> {
 
 /// Enroll as an agent does: TLS to `addr`, one request line, one answer. Without a CA the
 /// manager's certificate is not verified (Wazuh agents' default without `server_ca_path`).
-pub async fn enroll_client(addr: SocketAddr, req: &EnrollRequest, server_ca: Option<&Path>) -> Result<KeyReply, String> {
+pub async fn enroll_client(
+    addr: SocketAddr,
+    req: &EnrollRequest,
+    server_ca: Option<&Path>,
+) -> Result<KeyReply, String> {
     let builder = rustls::ClientConfig::builder();
     let config = match server_ca {
         Some(ca) => builder
@@ -351,10 +407,13 @@ pub async fn enroll_client(addr: SocketAddr, req: &EnrollRequest, server_ca: Opt
         .map_err(|_| format!("{addr}: connect timed out"))?
         .map_err(|e| format!("{addr}: {e}"))?;
     let name = ServerName::IpAddress(addr.ip().into());
-    let mut tls = tokio::time::timeout(CLIENT_TIMEOUT, TlsConnector::from(Arc::new(config)).connect(name, stream))
-        .await
-        .map_err(|_| "TLS handshake timed out".to_string())?
-        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let mut tls = tokio::time::timeout(
+        CLIENT_TIMEOUT,
+        TlsConnector::from(Arc::new(config)).connect(name, stream),
+    )
+    .await
+    .map_err(|_| "TLS handshake timed out".to_string())?
+    .map_err(|e| format!("TLS handshake failed: {e}"))?;
     tls.write_all(authd::format_request(req).as_bytes())
         .await
         .map_err(|e| e.to_string())?;
@@ -362,7 +421,13 @@ pub async fn enroll_client(addr: SocketAddr, req: &EnrollRequest, server_ca: Opt
     tokio::time::timeout(Duration::from_secs(60), tls.read_to_end(&mut answer))
         .await
         .map_err(|_| "no answer from the manager".to_string())?
-        .or_else(|e| if answer.is_empty() { Err(e.to_string()) } else { Ok(0) })?;
+        .or_else(|e| {
+            if answer.is_empty() {
+                Err(e.to_string())
+            } else {
+                Ok(0)
+            }
+        })?;
     authd::parse_reply(String::from_utf8_lossy(&answer).trim_end())
 }
 
@@ -394,7 +459,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -403,7 +473,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {

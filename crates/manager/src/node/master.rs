@@ -12,11 +12,12 @@ use tokio::net::{TcpListener, TcpStream};
 use wire::rpc::{Incoming, Peer};
 use wire::{Kind, Message, WireError};
 
+use crate::integrity::bundle;
 use crate::integrity::meta::{self, Metadata};
 use crate::integrity::scan::Scanner;
-use crate::integrity::bundle;
 use crate::registry::{Command, Outcome};
 
+use super::piece_cache::{self, PieceCache};
 use super::proto::{self, Hello, NodeInfo, RegSync, SyncPlan};
 use super::{enroll, now, Node};
 
@@ -36,6 +37,9 @@ pub struct Master {
     workers: Mutex<HashMap<String, WorkerConn>>,
     next_conn: AtomicU64,
     metadata: Mutex<Arc<Metadata>>,
+    /// Moves on whenever the metadata changes; keys the piece cache.
+    generation: AtomicU64,
+    pieces: PieceCache,
     scanner: tokio::sync::Mutex<Option<Scanner>>,
 }
 
@@ -86,7 +90,16 @@ impl Master {
         .await?;
         *guard = Some(scanner);
         let (meta, files, elapsed) = res?;
-        *lock(&self.metadata) = meta;
+        let changed = {
+            let mut current = lock(&self.metadata);
+            let changed = **current != *meta;
+            *current = meta;
+            changed
+        };
+        if changed {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            self.pieces.clear();
+        }
         node.log.info(
             "Master",
             "Local integrity",
@@ -240,7 +253,8 @@ async fn handle_conn(node: Arc<Node>, master: Arc<Master>, stream: TcpStream, ad
             return;
         }
     };
-    let first = tokio::time::timeout(node.conf.cluster.intervals.request_timeout, reader.read()).await;
+    let first =
+        tokio::time::timeout(node.conf.cluster.intervals.request_timeout, reader.read()).await;
     let hello_msg = match first {
         Ok(Ok(Some(m))) if m.kind == Kind::Request && m.command == proto::HELLO => m,
         Ok(Ok(_)) => {
@@ -252,8 +266,11 @@ async fn handle_conn(node: Arc<Node>, master: Arc<Master>, stream: TcpStream, ad
             return;
         }
         Ok(Err(e)) => {
-            node.log
-                .error("Master", "Main", format!("Rejected connection from {addr}: {e}"));
+            node.log.error(
+                "Master",
+                "Main",
+                format!("Rejected connection from {addr}: {e}"),
+            );
             return;
         }
         Err(_) => {
@@ -339,13 +356,21 @@ async fn handle_conn(node: Arc<Node>, master: Arc<Master>, stream: TcpStream, ad
         );
     }
     let tag = format!("Worker {name}");
-    node.log
-        .info(&tag, "Main", format!("Connected from {addr} (version {}).", hello.version));
+    node.log.info(
+        &tag,
+        "Main",
+        format!("Connected from {addr} (version {}).", hello.version),
+    );
     while let Some(inc) = incoming.recv().await {
         if let Some(w) = lock(&master.workers).get_mut(&name) {
             w.last_seen = Instant::now();
         }
-        tokio::spawn(handle_request(node.clone(), master.clone(), name.clone(), inc));
+        tokio::spawn(handle_request(
+            node.clone(),
+            master.clone(),
+            name.clone(),
+            inc,
+        ));
     }
     let reason = peer.closed().await;
     {
@@ -382,7 +407,9 @@ async fn handle_request(node: Arc<Node>, master: Arc<Master>, worker: String, in
             Err(e) => Err(format!("malformed enrollment: {e}")),
         },
         proto::ENROLL_CANCEL => match serde_json::from_slice::<proto::EnrollCancel>(&inc.payload) {
-            Ok(c) => enroll::cancel_on_master(&node, &c).await.map(|()| Vec::new()),
+            Ok(c) => enroll::cancel_on_master(&node, &c)
+                .await
+                .map(|()| Vec::new()),
             Err(e) => Err(format!("malformed cancel: {e}")),
         },
         proto::NODES => Ok(serde_json::to_vec(&master.nodes(&node)).unwrap_or_default()),
@@ -402,7 +429,12 @@ async fn handle_request(node: Arc<Node>, master: Arc<Master>, worker: String, in
     }
 }
 
-async fn agent_info(node: &Node, tag: &str, worker: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
+async fn agent_info(
+    node: &Node,
+    tag: &str,
+    worker: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, String> {
     let batch: proto::AgentInfoBatch =
         serde_json::from_slice(payload).map_err(|e| format!("malformed agent info: {e}"))?;
     let n = batch.items.len();
@@ -412,7 +444,14 @@ async fn agent_info(node: &Node, tag: &str, worker: &str, payload: &[u8]) -> Res
         items: batch.items,
     };
     match node.registry.submit(cmd).await {
-        Ok((_, Outcome::InfoApplied { applied, unknown, groups_adopted })) => {
+        Ok((
+            _,
+            Outcome::InfoApplied {
+                applied,
+                unknown,
+                groups_adopted,
+            },
+        )) => {
             if !unknown.is_empty() {
                 node.log.debug(
                     tag,
@@ -420,7 +459,11 @@ async fn agent_info(node: &Node, tag: &str, worker: &str, payload: &[u8]) -> Res
                     format!(
                         "Dropped the status of {} agent(s) the master does not know: {}",
                         unknown.len(),
-                        unknown.iter().map(|i| format!("{i:03}")).collect::<Vec<_>>().join(", ")
+                        unknown
+                            .iter()
+                            .map(|i| format!("{i:03}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 );
             }
@@ -443,7 +486,12 @@ async fn agent_info(node: &Node, tag: &str, worker: &str, payload: &[u8]) -> Res
     }
 }
 
-async fn integrity_plan(node: &Node, master: &Master, tag: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
+async fn integrity_plan(
+    node: &Node,
+    master: &Master,
+    tag: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, String> {
     let started = Instant::now();
     let theirs = meta::decode_meta(payload).map_err(|e| format!("malformed metadata: {e}"))?;
     let ours = master.metadata();
@@ -472,18 +520,27 @@ async fn integrity_plan(node: &Node, master: &Master, tag: &str, payload: &[u8])
 }
 
 async fn files_piece(node: &Node, master: &Master, payload: &[u8]) -> Result<Vec<u8>, String> {
-    let wanted: Vec<String> =
-        decode_json_z(payload).map_err(|e| format!("malformed file list: {e}"))?;
-    let ours = master.metadata();
-    // Serve only what the master's own metadata lists: the request cannot name other files.
-    let rels: Vec<String> = wanted.into_iter().filter(|r| ours.contains_key(r)).collect();
-    let etc = node.home.etc();
-    tokio::task::spawn_blocking(move || {
-        bundle::read_files(&etc, &rels).map(|files| bundle::encode_piece(&files, 1))
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("cannot read files: {e}"))
+    let generation = master.generation.load(Ordering::SeqCst);
+    let key = piece_cache::key(generation, payload);
+    let build = async {
+        let wanted: Vec<String> =
+            decode_json_z(payload).map_err(|e| format!("malformed file list: {e}"))?;
+        let ours = master.metadata();
+        // Serve only what the master's own metadata lists: the request cannot name other files.
+        let rels: Vec<String> = wanted
+            .into_iter()
+            .filter(|r| ours.contains_key(r))
+            .collect();
+        let etc = node.home.etc();
+        tokio::task::spawn_blocking(move || {
+            bundle::read_files(&etc, &rels).map(|files| bundle::encode_piece(&files, 1))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot read files: {e}"))
+    };
+    let piece = master.pieces.get_or_build(key, build).await?;
+    Ok(piece.as_ref().clone())
 }
 
 fn reg_sync(node: &Node, payload: &[u8]) -> Result<Vec<u8>, String> {
@@ -491,6 +548,10 @@ fn reg_sync(node: &Node, payload: &[u8]) -> Result<Vec<u8>, String> {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .ok_or("malformed index")?;
+    if since > node.registry.applied() {
+        // A follower ahead of the master (its registry was replaced): start it afresh.
+        return encode_json_z(&RegSync::Snapshot(node.registry.snapshot()));
+    }
     let answer = match node.registry.entries_since(since) {
         Ok(Some(entries)) => RegSync::Entries(entries),
         Ok(None) => RegSync::Snapshot(node.registry.snapshot()),
@@ -519,14 +580,21 @@ pub async fn set_groups(node: &Node, id: u32, groups: Vec<String>) -> Result<(),
     enroll::groups_exist(node, &groups)?;
     match node
         .registry
-        .submit(Command::SetGroups { id, groups: groups.clone() })
+        .submit(Command::SetGroups {
+            id,
+            groups: groups.clone(),
+        })
         .await
     {
         Ok((_, Outcome::GroupsSet(a))) => {
             node.log.info(
                 "Master",
                 "Agent-groups",
-                format!("Agent {:03} assigned to group(s) {}.", a.id, groups.join(",")),
+                format!(
+                    "Agent {:03} assigned to group(s) {}.",
+                    a.id,
+                    groups.join(",")
+                ),
             );
             Ok(())
         }

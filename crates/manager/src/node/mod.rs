@@ -5,6 +5,7 @@ pub mod control;
 pub mod enroll;
 pub mod keys_file;
 mod master;
+mod piece_cache;
 pub mod proto;
 mod worker;
 
@@ -118,8 +119,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-    node.log
-        .info(&node.tag(), "Main", "Received a stop signal; shutting down.");
+    node.log.info(
+        &node.tag(),
+        "Main",
+        "Received a stop signal; shutting down.",
+    );
     let _ = std::fs::remove_file(node.home.control_socket());
     Ok(())
 }

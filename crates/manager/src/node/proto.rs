@@ -198,17 +198,42 @@ mod tests {
         let none = |_: &str| false;
         let ok = hello("w1", "wazuh", "worker", VERSION);
         assert!(check_hello(&ok, "wazuh", "master", &none).is_ok());
-        let e = check_hello(&hello("w1", "other", "worker", VERSION), "wazuh", "m", &none);
+        let e = check_hello(
+            &hello("w1", "other", "worker", VERSION),
+            "wazuh",
+            "m",
+            &none,
+        );
         assert!(e.unwrap_err().contains("cluster 'other'"));
-        let e = check_hello(&hello("w1", "wazuh", "worker", "9.9.0"), "wazuh", "m", &none);
+        let e = check_hello(
+            &hello("w1", "wazuh", "worker", "9.9.0"),
+            "wazuh",
+            "m",
+            &none,
+        );
         assert!(e.unwrap_err().contains("incompatible version"));
         let e = check_hello(&ok, "wazuh", "m", &|n| n == "w1");
         assert!(e.unwrap_err().contains("duplicate node name"));
-        let e = check_hello(&hello("w1", "wazuh", "worker", VERSION), "wazuh", "w1", &none);
+        let e = check_hello(
+            &hello("w1", "wazuh", "worker", VERSION),
+            "wazuh",
+            "w1",
+            &none,
+        );
         assert!(e.unwrap_err().contains("duplicate"));
-        let e = check_hello(&hello("w 1;", "wazuh", "worker", VERSION), "wazuh", "m", &none);
+        let e = check_hello(
+            &hello("w 1;", "wazuh", "worker", VERSION),
+            "wazuh",
+            "m",
+            &none,
+        );
         assert!(e.is_err());
-        let e = check_hello(&hello("w1", "wazuh", "master", VERSION), "wazuh", "m", &none);
+        let e = check_hello(
+            &hello("w1", "wazuh", "master", VERSION),
+            "wazuh",
+            "m",
+            &none,
+        );
         assert!(e.unwrap_err().contains("only workers"));
     }
 

@@ -54,7 +54,12 @@ impl Worker {
     }
 
     /// A request to the master, or a clear error when the link is down.
-    pub async fn request(&self, cmd: &str, payload: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, String> {
+    pub async fn request(
+        &self,
+        cmd: &str,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, String> {
         let peer = self
             .peer()
             .ok_or_else(|| "not connected to the master node".to_string())?;
@@ -88,7 +93,10 @@ pub fn start(node: Arc<Node>, worker: Arc<Worker>) {
                     node.log.error(
                         &tag,
                         "Main",
-                        format!("Connection with the master closed: {reason}. Reconnecting in {:.1}s.", backoff.as_secs_f64()),
+                        format!(
+                            "Connection with the master closed: {reason}. Reconnecting in {:.1}s.",
+                            backoff.as_secs_f64()
+                        ),
                     );
                 }
                 Err(e) => node.log.error(
@@ -108,11 +116,7 @@ pub fn start(node: Arc<Node>, worker: Arc<Worker>) {
 
 async fn master_addr(node: &Node) -> Result<SocketAddr, String> {
     let c = &node.conf.cluster;
-    let host = c
-        .nodes
-        .first()
-        .ok_or("no master in <nodes>")?
-        .clone();
+    let host = c.nodes.first().ok_or("no master in <nodes>")?.clone();
     let found = tokio::net::lookup_host((host.as_str(), c.port))
         .await
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
@@ -177,7 +181,12 @@ async fn connect_once(node: &Node) -> Result<(Peer, mpsc::Receiver<Incoming>), S
     Ok(wire::rpc::spawn_peer(reader, writer))
 }
 
-async fn run_session(node: Arc<Node>, worker: Arc<Worker>, peer: Peer, mut incoming: mpsc::Receiver<Incoming>) -> String {
+async fn run_session(
+    node: Arc<Node>,
+    worker: Arc<Worker>,
+    peer: Peer,
+    mut incoming: mpsc::Receiver<Incoming>,
+) -> String {
     *lock(&worker.peer) = Some(peer.clone());
     let mut tasks = JoinSet::new();
     tasks.spawn(keepalive_task(node.clone(), peer.clone()));
@@ -189,7 +198,11 @@ async fn run_session(node: Arc<Node>, worker: Arc<Worker>, peer: Peer, mut incom
         while let Some(inc) = incoming.recv().await {
             match (inc.command.as_str(), inc.reply) {
                 (proto::REG_CHANGED, None) => w.reg_wake.notify_one(),
-                (_, Some(reply)) => reply.err(format!("unknown command '{}'", inc.command)).await,
+                (_, Some(reply)) => {
+                    reply
+                        .err(format!("unknown command '{}'", inc.command))
+                        .await
+                }
                 _ => {}
             }
         }
@@ -207,14 +220,22 @@ async fn keepalive_task(node: Arc<Node>, peer: Peer) {
     let mut failures = 0;
     loop {
         tokio::time::sleep(iv.keep_alive).await;
-        match peer.request(proto::KEEPALIVE, Vec::new(), iv.request_timeout).await {
+        match peer
+            .request(proto::KEEPALIVE, Vec::new(), iv.request_timeout)
+            .await
+        {
             Ok(_) => {
                 failures = 0;
-                node.log.debug(&tag, "Keep alive", "Successful response from the master.");
+                node.log
+                    .debug(&tag, "Keep alive", "Successful response from the master.");
             }
             Err(e) => {
                 failures += 1;
-                node.log.error(&tag, "Keep alive", format!("No answer from the master: {e}."));
+                node.log.error(
+                    &tag,
+                    "Keep alive",
+                    format!("No answer from the master: {e}."),
+                );
                 if failures >= 2 {
                     node.log.error(
                         &tag,
@@ -241,17 +262,29 @@ async fn agent_info_task(node: Arc<Node>, peer: Peer) {
         let started = Instant::now();
         let total = items.len();
         for chunk in items.chunks(AGENT_INFO_BATCH) {
-            let batch = proto::AgentInfoBatch { items: chunk.to_vec() };
+            let batch = proto::AgentInfoBatch {
+                items: chunk.to_vec(),
+            };
             let payload = serde_json::to_vec(&batch).unwrap_or_default();
-            if let Err(e) = peer.request(proto::AGENT_INFO, payload, iv.request_timeout).await {
-                node.log.error(&tag, "Agent-info", format!("Error sending agent info: {e}."));
+            if let Err(e) = peer
+                .request(proto::AGENT_INFO, payload, iv.request_timeout)
+                .await
+            {
+                node.log.error(
+                    &tag,
+                    "Agent-info",
+                    format!("Error sending agent info: {e}."),
+                );
                 break;
             }
         }
         node.log.debug(
             &tag,
             "Agent-info",
-            format!("Finished in {:.3}s. Sent the status of {total} agents.", started.elapsed().as_secs_f64()),
+            format!(
+                "Finished in {:.3}s. Sent the status of {total} agents.",
+                started.elapsed().as_secs_f64()
+            ),
         );
     }
 }
@@ -260,7 +293,8 @@ async fn integrity_task(node: Arc<Node>, worker: Arc<Worker>, peer: Peer) {
     let tag = node.tag();
     loop {
         if let Err(e) = integrity_cycle(&node, &worker, &peer).await {
-            node.log.error(&tag, "Integrity sync", format!("Error: {e}"));
+            node.log
+                .error(&tag, "Integrity sync", format!("Error: {e}"));
         }
         tokio::time::sleep(node.conf.cluster.intervals.integrity).await;
     }
@@ -272,7 +306,9 @@ async fn integrity_cycle(node: &Node, worker: &Worker, peer: &Peer) -> Result<Sy
     let tag = node.tag();
     let iv = &node.conf.cluster.intervals;
     let mut guard = worker.sync.lock().await;
-    let scanner = guard.take().unwrap_or_else(|| Scanner::new(node.home.etc()));
+    let scanner = guard
+        .take()
+        .unwrap_or_else(|| Scanner::new(node.home.etc()));
     let started = Instant::now();
     node.log.info(&tag, "Integrity check", "Starting.");
     let (scanned, mut scanner) = tokio::task::spawn_blocking(move || {
@@ -289,9 +325,16 @@ async fn integrity_cycle(node: &Node, worker: &Worker, peer: &Peer) -> Result<Sy
         }
     };
     let answer = peer
-        .request(proto::INTEGRITY, meta::encode_meta(&ours), iv.request_timeout)
+        .request(
+            proto::INTEGRITY,
+            meta::encode_meta(&ours),
+            iv.request_timeout,
+        )
         .await;
-    let plan: SyncPlan = match answer.map_err(|e| e.to_string()).and_then(|b| decode_json_z(&b)) {
+    let plan: SyncPlan = match answer
+        .map_err(|e| e.to_string())
+        .and_then(|b| decode_json_z(&b))
+    {
         Ok(p) => p,
         Err(e) => {
             *guard = Some(scanner);
@@ -388,7 +431,9 @@ async fn fetch_pieces(
     let mut strikes = 0;
     loop {
         while running.len() < IN_FLIGHT {
-            let Some(piece) = queue.pop_front() else { break };
+            let Some(piece) = queue.pop_front() else {
+                break;
+            };
             let p = peer.clone();
             running.spawn(async move {
                 let payload = encode_json_z(&piece).unwrap_or_default();
@@ -439,13 +484,20 @@ async fn registry_task(node: Arc<Node>, worker: Arc<Worker>, peer: Peer) {
             let applied = match answer {
                 Ok(RegSync::Entries(e)) if e.is_empty() => break,
                 Ok(RegSync::Entries(e)) => {
-                    tokio::task::spawn_blocking(move || reg.apply_replicated(&e).map_err(|e| e.to_string())).await
+                    tokio::task::spawn_blocking(move || {
+                        reg.apply_replicated(&e).map_err(|e| e.to_string())
+                    })
+                    .await
                 }
                 Ok(RegSync::Snapshot(s)) => {
-                    tokio::task::spawn_blocking(move || reg.install_snapshot(&s).map_err(|e| e.to_string())).await
+                    tokio::task::spawn_blocking(move || {
+                        reg.install_snapshot(&s).map_err(|e| e.to_string())
+                    })
+                    .await
                 }
                 Err(e) => {
-                    node.log.error(&tag, "Agent registry", format!("Pull failed: {e}."));
+                    node.log
+                        .error(&tag, "Agent registry", format!("Pull failed: {e}."));
                     break;
                 }
             };
@@ -453,14 +505,19 @@ async fn registry_task(node: Arc<Node>, worker: Arc<Worker>, peer: Peer) {
                 Ok(Ok(())) => node.log.debug(
                     &tag,
                     "Agent registry",
-                    format!("Up to date with the master at index {}.", node.registry.applied()),
+                    format!(
+                        "Up to date with the master at index {}.",
+                        node.registry.applied()
+                    ),
                 ),
                 Ok(Err(e)) => {
-                    node.log.error(&tag, "Agent registry", format!("Cannot apply: {e}."));
+                    node.log
+                        .error(&tag, "Agent registry", format!("Cannot apply: {e}."));
                     break;
                 }
                 Err(e) => {
-                    node.log.error(&tag, "Agent registry", format!("Cannot apply: {e}."));
+                    node.log
+                        .error(&tag, "Agent registry", format!("Cannot apply: {e}."));
                     break;
                 }
             }

@@ -150,9 +150,11 @@ impl Node {
         self.proc = Some(Proc(child));
         let sock = self.home().join("queue/cluster/c-internal.sock");
         let home = self.home().to_path_buf();
-        wait_for(&format!("{} control socket", self.spec.name), Duration::from_secs(20), || {
-            sock.exists() && run(&home, &["cluster", "status"]).0
-        });
+        wait_for(
+            &format!("{} control socket", self.spec.name),
+            Duration::from_secs(20),
+            || sock.exists() && run(&home, &["cluster", "status"]).0,
+        );
     }
 
     /// kill -9: nothing gets a chance to flush.
@@ -203,7 +205,10 @@ pub fn run(home: &Path, args: &[&str]) -> (bool, String) {
         .stdin(Stdio::null())
         .output()
         .expect("run rampart");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
 }
 
 /// Poll `cond` until it holds; panic with `what` after `limit`.
