@@ -217,67 +217,46 @@ fn spawn_watchdog(node: Arc<Node>, master: Arc<Master>) {
     });
 }
 
-async fn handle_conn(node: Arc<Node>, master: Arc<Master>, stream: TcpStream, addr: SocketAddr) {
-    let key = node.conf.cluster.key.clone();
-    let handshake = tokio::time::timeout(
+type Halves = (
+    wire::MsgReader<tokio::io::ReadHalf<TcpStream>>,
+    wire::MsgWriter<tokio::io::WriteHalf<TcpStream>>,
+);
+
+/// The handshake and the first message, which must be a hello; Err says why not.
+async fn accept_hello(node: &Node, stream: TcpStream) -> Result<(Halves, Message), String> {
+    let key = node.conf.cluster.key.as_bytes();
+    let (mut reader, writer) = match tokio::time::timeout(
         Duration::from_secs(10),
-        wire::accept(stream, key.as_bytes()),
+        wire::accept(stream, key),
     )
-    .await;
-    let (mut reader, mut writer) = match handshake {
+    .await
+    {
         Ok(Ok(rw)) => rw,
-        Ok(Err(WireError::Auth)) => {
-            node.log.error(
-                "Master",
-                "Main",
-                format!(
-                    "Rejected connection from {addr}: its first frame failed authentication; the worker's <key> differs from this cluster's"
-                ),
-            );
-            return;
-        }
-        Ok(Err(e)) => {
-            node.log.error(
-                "Master",
-                "Main",
-                format!("Rejected connection from {addr}: {e}"),
-            );
-            return;
-        }
-        Err(_) => {
-            node.log.error(
-                "Master",
-                "Main",
-                format!("Rejected connection from {addr}: no handshake within 10s"),
-            );
-            return;
-        }
+        Ok(Err(WireError::Auth)) => return Err(
+            "its first frame failed authentication; the worker's <key> differs from this cluster's"
+                .into(),
+        ),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err("no handshake within 10s".into()),
     };
-    let first =
-        tokio::time::timeout(node.conf.cluster.intervals.request_timeout, reader.read()).await;
-    let hello_msg = match first {
-        Ok(Ok(Some(m))) if m.kind == Kind::Request && m.command == proto::HELLO => m,
-        Ok(Ok(_)) => {
-            node.log.error(
-                "Master",
-                "Main",
-                format!("Rejected connection from {addr}: expected a hello first"),
-            );
-            return;
+    match tokio::time::timeout(node.conf.cluster.intervals.request_timeout, reader.read()).await {
+        Ok(Ok(Some(m))) if m.kind == Kind::Request && m.command == proto::HELLO => {
+            Ok(((reader, writer), m))
         }
-        Ok(Err(e)) => {
+        Ok(Ok(_)) => Err("expected a hello first".into()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no hello in time".into()),
+    }
+}
+
+async fn handle_conn(node: Arc<Node>, master: Arc<Master>, stream: TcpStream, addr: SocketAddr) {
+    let ((reader, mut writer), hello_msg) = match accept_hello(&node, stream).await {
+        Ok(x) => x,
+        Err(reason) => {
             node.log.error(
                 "Master",
                 "Main",
-                format!("Rejected connection from {addr}: {e}"),
-            );
-            return;
-        }
-        Err(_) => {
-            node.log.error(
-                "Master",
-                "Main",
-                format!("Rejected connection from {addr}: no hello in time"),
+                format!("Rejected connection from {addr}: {reason}"),
             );
             return;
         }
