@@ -151,6 +151,10 @@ fn enrollment_through_workers_deletion_and_groups_reach_every_node() {
     let third = *keys.keys().nth(2).expect("an agent");
     let (ok, _) = w1.ctl(&["agents", "group", &third.to_string(), "linux"]);
     assert!(!ok, "group 'linux' does not exist yet");
+    for bad in ["..", ".", "default/../.."] {
+        let (ok, _) = master.ctl(&["agents", "group", &third.to_string(), bad]);
+        assert!(!ok, "group name {bad:?} refused");
+    }
     let linux = master.etc().join("shared/linux");
     std::fs::create_dir_all(&linux).expect("group dir");
     std::fs::write(
@@ -195,9 +199,10 @@ fn agent_info_is_recorded_for_known_agents_only() {
             None,
         ))
         .expect("enroll");
+    // The agent reports with a group (from its own configuration) the master has none for.
     let report = |id: u32, name: &str| {
         let json = format!(
-            r#"{{"cmd":"agent_status","report":{{"id":{id},"name":"{name}","version":"Wazuh v4.14.0","os":"Ubuntu 22.04","labels":{{"env":"test"}},"status":"active","last_keepalive":1700000000,"groups":null}}}}"#
+            r#"{{"cmd":"agent_status","report":{{"id":{id},"name":"{name}","version":"Wazuh v4.14.0","os":"Ubuntu 22.04","labels":{{"env":"test"}},"status":"active","last_keepalive":1700000000,"groups":["default"]}}}}"#
         );
         control_raw(&w1, &json)
     };
@@ -206,6 +211,14 @@ fn agent_info_is_recorded_for_known_agents_only() {
     wait_for("status on the master", LONG, || {
         let (_, out) = master.ctl(&["agents", "show", &a.id.to_string()]);
         out.contains("\"active\"") && out.contains("Ubuntu 22.04") && out.contains("worker-01")
+    });
+    let (_, shown) = master.ctl(&["agents", "show", &a.id.to_string()]);
+    assert!(
+        shown.contains("\"default\""),
+        "group taken from the worker's report: {shown}"
+    );
+    wait_for("adoption logged", LONG, || {
+        master.log().contains("Took the group assignment of agent")
     });
     // The master does not invent agents from status reports.
     assert_eq!(master.agent_ids(), vec![a.id]);

@@ -69,7 +69,8 @@ async fn read_confirm<S: AsyncRead + Unpin>(
     timeout: Duration,
 ) -> Result<(), WireError> {
     let mut buf = Vec::new();
-    let prefix = match read_raw(s, &mut buf, timeout).await? {
+    // Before authentication a peer may not make us allocate more than the confirm needs.
+    let prefix = match read_raw(s, &mut buf, timeout, CONFIRM.len() + crate::TAG_LEN).await? {
         RawFrame::Eof => return Err(WireError::Closed),
         RawFrame::Rejected(reason) => return Err(WireError::Rejected(reason)),
         RawFrame::Sealed(prefix) => prefix,

@@ -33,6 +33,7 @@ pub(crate) async fn read_raw<R: AsyncRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
     body_timeout: Duration,
+    max_len: usize,
 ) -> Result<RawFrame, WireError> {
     let mut prefix = [0u8; 4];
     let got = r.read(&mut prefix).await?;
@@ -52,7 +53,7 @@ pub(crate) async fn read_raw<R: AsyncRead + Unpin>(
             ));
         }
         let len = len as usize;
-        if len > MAX_SEALED {
+        if len > max_len {
             return Err(WireError::FrameTooLarge(len));
         }
         // Only bytes beyond the previous frame's length get zeroed; read_exact overwrites all.
@@ -96,7 +97,14 @@ impl<R: AsyncRead + Unpin> MsgReader<R> {
     /// Next complete message; `Ok(None)` on a clean EOF between messages.
     pub async fn read(&mut self) -> Result<Option<Message>, WireError> {
         loop {
-            let prefix = match read_raw(&mut self.inner, &mut self.buf, self.body_timeout).await? {
+            let prefix = match read_raw(
+                &mut self.inner,
+                &mut self.buf,
+                self.body_timeout,
+                MAX_SEALED,
+            )
+            .await?
+            {
                 RawFrame::Eof if self.pending.is_none() => return Ok(None),
                 RawFrame::Eof => return Err(WireError::Closed),
                 RawFrame::Rejected(reason) => return Err(WireError::Rejected(reason)),

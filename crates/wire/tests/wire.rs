@@ -421,3 +421,26 @@ async fn writer_refuses_bad_messages_without_breaking_the_stream() {
     let mut r = MsgReader::new(&bytes[..], opener);
     assert_eq!(r.read().await.unwrap(), Some(ok));
 }
+
+#[tokio::test]
+async fn an_unauthenticated_peer_cannot_announce_a_big_confirm() {
+    tokio::time::timeout(LIMIT, async {
+        let (l, addr) = listener().await;
+        let server = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            wire::accept(s, PSK).await.map(|_| ())
+        });
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(&wire::handshake::hello_bytes(&[7u8; 32]))
+            .await
+            .unwrap();
+        let mut theirs = [0u8; wire::handshake::HELLO_LEN];
+        s.read_exact(&mut theirs).await.unwrap();
+        // A sealed frame of 1 MiB would be allowed later; not as the key confirmation.
+        s.write_all(&(1u32 << 20).to_be_bytes()).await.unwrap();
+        let res = server.await.unwrap();
+        assert!(matches!(res, Err(WireError::FrameTooLarge(_))), "{res:?}");
+    })
+    .await
+    .unwrap();
+}

@@ -49,6 +49,12 @@ pub enum Request {
 
 pub async fn spawn(node: Arc<Node>) -> anyhow::Result<()> {
     let path = node.home.control_socket();
+    if UnixStream::connect(&path).await.is_ok() {
+        anyhow::bail!(
+            "another manager is running on this home ({} answers)",
+            path.display()
+        );
+    }
     // A socket left by a killed process would make bind fail.
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)

@@ -141,10 +141,11 @@ async fn read_request<S: AsyncRead + Unpin>(s: &mut S) -> Result<String, String>
     let mut chunk = [0u8; 1024];
     let deadline = tokio::time::Instant::now() + CLIENT_TIMEOUT;
     loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let wait = if buf.is_empty() {
-            deadline.saturating_duration_since(tokio::time::Instant::now())
+            left
         } else {
-            Duration::from_millis(200)
+            left.min(Duration::from_millis(200))
         };
         match tokio::time::timeout(wait, s.read(&mut chunk)).await {
             Ok(Ok(0)) => break,
@@ -193,17 +194,15 @@ pub async fn process(
                     Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
                     Err(wire::rpc::RpcError::Remote(msg)) => Err(msg),
                     Err(e) => {
-                        // The master may have committed it: take it back so no agent exists
-                        // whose key nobody received.
-                        let cancel = EnrollCancel {
+                        // The master may have committed it: take it back (now, and after a
+                        // reconnect until the master confirms) so no agent exists whose key
+                        // nobody received.
+                        w.cancel_later(EnrollCancel {
                             name: fwd.name.clone(),
                             key: fwd.key.clone(),
-                        };
-                        let payload = serde_json::to_vec(&cancel).unwrap_or_default();
-                        let p = peer.clone();
-                        tokio::spawn(async move {
-                            let _ = p.request(proto::ENROLL_CANCEL, payload, timeout).await;
                         });
+                        let (w, p) = (w.clone(), peer.clone());
+                        tokio::spawn(async move { w.flush_cancels(&p, timeout).await });
                         Err(format!(
                             "Could not reach the master node ({e}); try again later"
                         ))
@@ -215,7 +214,12 @@ pub async fn process(
     }
 }
 
+/// Each group must be a valid name (authd's rules: no `.`, `..` or `/`) with a folder
+/// under `etc/shared`.
 pub fn groups_exist(node: &Node, groups: &[String]) -> Result<(), String> {
+    if !groups.is_empty() {
+        authd::parse_groups(&groups.join(",")).map_err(|e| e.to_string())?;
+    }
     for g in groups {
         if !node.home.shared().join(g).is_dir() {
             return Err(format!("Invalid group: {g}"));
@@ -251,6 +255,11 @@ pub async fn register_on_master(node: &Node, fwd: EnrollFwd) -> Result<Agent, St
         "Internal error; try again later".to_string()
     })?;
     let agent = match outcome.1 {
+        Outcome::Registered(a) if cancelled(node, &a.name, &a.key) => {
+            // The worker gave up before this commit: undo it.
+            super::master::delete_agent(node, a.id).await?;
+            return Err("Enrollment cancelled; try again".into());
+        }
         Outcome::Registered(a) => a,
         Outcome::Replaced { old, agent } => {
             node.log.info(
@@ -277,8 +286,22 @@ pub async fn register_on_master(node: &Node, fwd: EnrollFwd) -> Result<Agent, St
     Ok(agent)
 }
 
+fn cancelled(node: &Node, name: &str, key: &str) -> bool {
+    match &node.role {
+        Role::Master(m) => m.take_cancelled(name, key),
+        _ => false,
+    }
+}
+
 pub async fn cancel_on_master(node: &Node, c: &EnrollCancel) -> Result<(), String> {
-    if let Some(a) = node.registry.by_name(&c.name).filter(|a| a.key == c.key) {
+    let found = node.registry.by_name(&c.name).filter(|a| a.key == c.key);
+    if found.is_none() {
+        // Not committed yet (or never will be): remember, so a late commit is undone.
+        if let Role::Master(m) = &node.role {
+            m.remember_cancelled(c);
+        }
+    }
+    if let Some(a) = found {
         super::master::delete_agent(node, a.id).await?;
         node.log.warning(
             "Master",
@@ -368,6 +391,9 @@ fn load_password(node: &Node) -> anyhow::Result<Option<String>> {
     let path = node.home.authd_pass();
     match std::fs::read_to_string(&path) {
         Ok(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(anyhow::anyhow!("cannot read {}: {e}", path.display()))
+        }
         Ok(_) | Err(_) => {
             let pw = authd::new_key()[..32].to_string();
             write_secret(&path, format!("{pw}\n").as_bytes())

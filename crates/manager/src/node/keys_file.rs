@@ -36,25 +36,41 @@ pub fn write_secret(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Rewrite the file when the keys it holds change (agent-info commits leave it alone);
+/// a failed write is retried every second.
 pub fn spawn_writer(node: Arc<Node>) {
     let mut rx = node.registry.subscribe();
     tokio::spawn(async move {
-        let mut written = u64::MAX;
+        let mut written: Option<String> = None;
         loop {
-            let applied = node.registry.applied();
-            if applied != written {
-                let text = render(&node.registry.list());
+            let text = render(&node.registry.list());
+            if written.as_ref() != Some(&text) {
                 let path = node.home.client_keys();
-                let res =
-                    tokio::task::spawn_blocking(move || write_secret(&path, text.as_bytes())).await;
+                let bytes = text.clone().into_bytes();
+                let res = tokio::task::spawn_blocking(move || write_secret(&path, &bytes)).await;
                 match res {
-                    Ok(Ok(())) => written = applied,
-                    Ok(Err(e)) => node.log.error(
-                        &node.tag(),
-                        "Keys",
-                        format!("cannot write {}: {e}", node.home.client_keys().display()),
-                    ),
-                    Err(_) => return,
+                    Ok(Ok(())) => written = Some(text),
+                    Ok(Err(e)) => {
+                        node.log.error(
+                            &node.tag(),
+                            "Keys",
+                            format!(
+                                "cannot write {}: {e}; retrying",
+                                node.home.client_keys().display()
+                            ),
+                        );
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        node.log.error(
+                            &node.tag(),
+                            "Keys",
+                            format!("client.keys writer failed: {e}"),
+                        );
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
                 }
             }
             // Coalesce bursts of registrations into one rewrite.

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wire::rpc::{Incoming, Peer};
 use wire::{Kind, Message, WireError};
 
@@ -20,6 +21,11 @@ use crate::registry::{Command, Outcome};
 use super::piece_cache::{self, PieceCache};
 use super::proto::{self, Hello, NodeInfo, RegSync, SyncPlan};
 use super::{enroll, now, Node};
+
+/// Connections allowed in their handshake at once.
+const PRE_AUTH: usize = 64;
+/// Requests of one worker handled at once.
+const PER_WORKER: usize = 16;
 
 /// A connected worker, as `rampart cluster nodes` shows it.
 struct WorkerConn {
@@ -36,7 +42,10 @@ struct WorkerConn {
 pub struct Master {
     workers: Mutex<HashMap<String, WorkerConn>>,
     next_conn: AtomicU64,
-    metadata: Mutex<Arc<Metadata>>,
+    /// None until the first scan succeeded: an empty map would tell workers to delete all.
+    metadata: Mutex<Option<Arc<Metadata>>>,
+    /// Enrollments a worker gave up on before they were committed.
+    cancelled: Mutex<HashMap<(String, String), Instant>>,
     /// Moves on whenever the metadata changes; keys the piece cache.
     generation: AtomicU64,
     pieces: PieceCache,
@@ -44,8 +53,22 @@ pub struct Master {
 }
 
 impl Master {
-    fn metadata(&self) -> Arc<Metadata> {
-        lock(&self.metadata).clone()
+    fn metadata(&self) -> Result<Arc<Metadata>, String> {
+        lock(&self.metadata)
+            .clone()
+            .ok_or_else(|| "the master has not calculated its integrity yet; try again".into())
+    }
+
+    pub fn remember_cancelled(&self, c: &proto::EnrollCancel) {
+        let mut m = lock(&self.cancelled);
+        m.retain(|_, at| at.elapsed() < Duration::from_secs(600));
+        m.insert((c.name.clone(), c.key.clone()), Instant::now());
+    }
+
+    pub fn take_cancelled(&self, name: &str, key: &str) -> bool {
+        lock(&self.cancelled)
+            .remove(&(name.to_string(), key.to_string()))
+            .is_some()
     }
 
     /// Nodes for `rampart cluster nodes`: the master first, then workers by name.
@@ -92,8 +115,8 @@ impl Master {
         let (meta, files, elapsed) = res?;
         let changed = {
             let mut current = lock(&self.metadata);
-            let changed = **current != *meta;
-            *current = meta;
+            let changed = current.as_deref() != Some(&*meta);
+            *current = Some(meta);
             changed
         };
         if changed {
@@ -135,12 +158,29 @@ pub async fn start(node: Arc<Node>, master: Arc<Master>) -> anyhow::Result<()> {
     spawn_local_integrity(node.clone(), master.clone());
     spawn_registry_notifier(node.clone(), master.clone());
     spawn_watchdog(node.clone(), master.clone());
+    // Connections still in their handshake are capped: before authentication a peer has
+    // proved nothing, so it may not hold many sockets or buffers.
+    let pre_auth = Arc::new(Semaphore::new(PRE_AUTH));
     tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    let Ok(permit) = pre_auth.clone().try_acquire_owned() else {
+                        node.log.debug(
+                            "Master",
+                            "Main",
+                            format!("Too many handshakes in progress; dropped {peer}."),
+                        );
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(handle_conn(node.clone(), master.clone(), stream, peer));
+                    tokio::spawn(handle_conn(
+                        node.clone(),
+                        master.clone(),
+                        stream,
+                        peer,
+                        permit,
+                    ));
                 }
                 Err(e) => {
                     node.log
@@ -249,8 +289,16 @@ async fn accept_hello(node: &Node, stream: TcpStream) -> Result<(Halves, Message
     }
 }
 
-async fn handle_conn(node: Arc<Node>, master: Arc<Master>, stream: TcpStream, addr: SocketAddr) {
-    let ((reader, mut writer), hello_msg) = match accept_hello(&node, stream).await {
+async fn handle_conn(
+    node: Arc<Node>,
+    master: Arc<Master>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    pre_auth: OwnedSemaphorePermit,
+) {
+    let accepted = accept_hello(&node, stream).await;
+    drop(pre_auth);
+    let ((reader, mut writer), hello_msg) = match accepted {
         Ok(x) => x,
         Err(reason) => {
             node.log.error(
@@ -340,16 +388,21 @@ async fn handle_conn(node: Arc<Node>, master: Arc<Master>, stream: TcpStream, ad
         "Main",
         format!("Connected from {addr} (version {}).", hello.version),
     );
+    // Requests of one worker run concurrently, but only so many: past that the incoming
+    // queue fills and the wire pushes back on the worker.
+    let busy = Arc::new(Semaphore::new(PER_WORKER));
     while let Some(inc) = incoming.recv().await {
         if let Some(w) = lock(&master.workers).get_mut(&name) {
             w.last_seen = Instant::now();
         }
-        tokio::spawn(handle_request(
-            node.clone(),
-            master.clone(),
-            name.clone(),
-            inc,
-        ));
+        let Ok(permit) = busy.clone().acquire_owned().await else {
+            break;
+        };
+        let (node, master, name) = (node.clone(), master.clone(), name.clone());
+        tokio::spawn(async move {
+            handle_request(node, master, name, inc).await;
+            drop(permit);
+        });
     }
     let reason = peer.closed().await;
     {
@@ -473,7 +526,7 @@ async fn integrity_plan(
 ) -> Result<Vec<u8>, String> {
     let started = Instant::now();
     let theirs = meta::decode_meta(payload).map_err(|e| format!("malformed metadata: {e}"))?;
-    let ours = master.metadata();
+    let ours = master.metadata()?;
     let d = meta::diff(&ours, &theirs);
     let pick = |names: &[String]| -> Vec<(String, meta::FileMeta)> {
         names
@@ -504,7 +557,7 @@ async fn files_piece(node: &Node, master: &Master, payload: &[u8]) -> Result<Vec
     let build = async {
         let wanted: Vec<String> =
             decode_json_z(payload).map_err(|e| format!("malformed file list: {e}"))?;
-        let ours = master.metadata();
+        let ours = master.metadata()?;
         // Serve only what the master's own metadata lists: the request cannot name other files.
         let rels: Vec<String> = wanted
             .into_iter()

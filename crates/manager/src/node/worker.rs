@@ -29,8 +29,11 @@ const AGENT_INFO_BATCH: usize = 1000;
 #[derive(Default)]
 pub struct Worker {
     peer: Mutex<Option<Peer>>,
-    sync: tokio::sync::Mutex<Option<Scanner>>,
+    /// Held for a whole integrity round, including its blocking writer (which owns it then).
+    sync: Arc<tokio::sync::Mutex<Option<Scanner>>>,
     reg_wake: Notify,
+    /// Enrollment cancels the master has not confirmed yet.
+    cancels: Mutex<Vec<proto::EnrollCancel>>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
@@ -66,6 +69,25 @@ impl Worker {
         peer.request(cmd, payload, timeout)
             .await
             .map_err(|e| e.to_string())
+    }
+
+    pub fn cancel_later(&self, c: proto::EnrollCancel) {
+        lock(&self.cancels).push(c);
+    }
+
+    /// Send pending cancels; those that fail stay for the next connection.
+    pub async fn flush_cancels(&self, peer: &Peer, timeout: Duration) {
+        let pending = std::mem::take(&mut *lock(&self.cancels));
+        for c in pending {
+            let payload = serde_json::to_vec(&c).unwrap_or_default();
+            if peer
+                .request(proto::ENROLL_CANCEL, payload, timeout)
+                .await
+                .is_err()
+            {
+                self.cancel_later(c);
+            }
+        }
     }
 
     /// One integrity cycle now (the periodic task and `rampart cluster sync`).
@@ -189,6 +211,12 @@ async fn run_session(
 ) -> String {
     *lock(&worker.peer) = Some(peer.clone());
     let mut tasks = JoinSet::new();
+    let (w, p, t) = (
+        worker.clone(),
+        peer.clone(),
+        node.conf.cluster.intervals.request_timeout,
+    );
+    tasks.spawn(async move { w.flush_cancels(&p, t).await });
     tasks.spawn(keepalive_task(node.clone(), peer.clone()));
     tasks.spawn(agent_info_task(node.clone(), peer.clone()));
     tasks.spawn(integrity_task(node.clone(), worker.clone(), peer.clone()));
@@ -305,7 +333,9 @@ async fn integrity_task(node: Arc<Node>, worker: Arc<Worker>, peer: Peer) {
 async fn integrity_cycle(node: &Node, worker: &Worker, peer: &Peer) -> Result<SyncReport, String> {
     let tag = node.tag();
     let iv = &node.conf.cluster.intervals;
-    let mut guard = worker.sync.lock().await;
+    // Owned, so the blocking writer can keep it even if this task is aborted (a reconnect):
+    // no second round writes etc/ while one is still writing.
+    let mut guard = worker.sync.clone().lock_owned().await;
     let scanner = guard
         .take()
         .unwrap_or_else(|| Scanner::new(node.home.etc()));
@@ -376,6 +406,7 @@ async fn integrity_cycle(node: &Node, worker: &Worker, peer: &Peer) -> Result<Sy
     let etc = node.home.etc();
     let extra = plan.extra.clone();
     let applier = tokio::task::spawn_blocking(move || {
+        let mut guard = guard;
         let mut ar = ApplyReport::default();
         // Extras first: a folder the master turned into a file (or back) must be out of the way.
         apply::remove_extras(&etc, &extra, &mut scanner, &mut ar);
@@ -385,11 +416,11 @@ async fn integrity_cycle(node: &Node, worker: &Worker, peer: &Peer) -> Result<Sy
                 Err(e) => ar.errors.push(format!("bad piece: {e}")),
             }
         }
-        (ar, scanner)
+        *guard = Some(scanner);
+        ar
     });
     let fetched = fetch_pieces(peer, &sizes, iv.request_timeout, tx).await;
-    let (ar, scanner) = applier.await.map_err(|e| e.to_string())?;
-    *guard = Some(scanner);
+    let ar = applier.await.map_err(|e| e.to_string())?;
     report.written = ar.written;
     report.mismatched = ar.mismatched;
     report.errors = ar.errors;
@@ -468,60 +499,51 @@ async fn fetch_pieces(
     }
 }
 
-/// Follow the master's registry: pull on connect and whenever the master says it moved.
-async fn registry_task(node: Arc<Node>, worker: Arc<Worker>, peer: Peer) {
-    let tag = node.tag();
+/// Pull registry entries (or a snapshot) until level with the master.
+async fn pull_registry(node: &Node, peer: &Peer) -> Result<(), String> {
     let timeout = node.conf.cluster.intervals.request_timeout;
     loop {
-        loop {
-            let since = node.registry.applied();
-            let answer = peer
-                .request(proto::REG_SYNC, since.to_string().into_bytes(), timeout)
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|b| decode_json_z::<RegSync>(&b));
-            let reg = node.registry.clone();
-            let applied = match answer {
-                Ok(RegSync::Entries(e)) if e.is_empty() => break,
-                Ok(RegSync::Entries(e)) => {
-                    tokio::task::spawn_blocking(move || {
-                        reg.apply_replicated(&e).map_err(|e| e.to_string())
-                    })
-                    .await
-                }
-                Ok(RegSync::Snapshot(s)) => {
-                    tokio::task::spawn_blocking(move || {
-                        reg.install_snapshot(&s).map_err(|e| e.to_string())
-                    })
-                    .await
-                }
-                Err(e) => {
-                    node.log
-                        .error(&tag, "Agent registry", format!("Pull failed: {e}."));
-                    break;
-                }
-            };
-            match applied {
-                Ok(Ok(())) => node.log.debug(
-                    &tag,
-                    "Agent registry",
-                    format!(
-                        "Up to date with the master at index {}.",
-                        node.registry.applied()
-                    ),
-                ),
-                Ok(Err(e)) => {
-                    node.log
-                        .error(&tag, "Agent registry", format!("Cannot apply: {e}."));
-                    break;
-                }
-                Err(e) => {
-                    node.log
-                        .error(&tag, "Agent registry", format!("Cannot apply: {e}."));
-                    break;
-                }
+        let since = node.registry.applied();
+        let answer = peer
+            .request(proto::REG_SYNC, since.to_string().into_bytes(), timeout)
+            .await
+            .map_err(|e| format!("pull failed: {e}"))?;
+        let reg = node.registry.clone();
+        let applied = match decode_json_z::<RegSync>(&answer)? {
+            RegSync::Entries(e) if e.is_empty() => return Ok(()),
+            RegSync::Entries(e) => {
+                tokio::task::spawn_blocking(move || reg.apply_replicated(&e)).await
+            }
+            RegSync::Snapshot(s) => {
+                tokio::task::spawn_blocking(move || reg.install_snapshot(&s)).await
+            }
+        };
+        applied
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot apply: {e}"))?;
+        node.log.debug(
+            &node.tag(),
+            "Agent registry",
+            format!(
+                "Up to date with the master at index {}.",
+                node.registry.applied()
+            ),
+        );
+    }
+}
+
+/// Follow the master's registry: pull on connect, whenever the master says it moved, and
+/// again after a failure even if the cluster is quiet.
+async fn registry_task(node: Arc<Node>, worker: Arc<Worker>, peer: Peer) {
+    loop {
+        match pull_registry(&node, &peer).await {
+            Ok(()) => worker.reg_wake.notified().await,
+            Err(e) => {
+                node.log
+                    .error(&node.tag(), "Agent registry", format!("{e}; retrying."));
+                let retry = node.conf.cluster.intervals.reconnect;
+                let _ = tokio::time::timeout(retry, worker.reg_wake.notified()).await;
             }
         }
-        worker.reg_wake.notified().await;
     }
 }

@@ -9,7 +9,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// One registered agent (a `client.keys` line plus what workers report about it).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// `Debug` leaves the key out, so no log line or error text can carry it.
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
 pub struct Agent {
     pub id: u32,
     pub name: String,
@@ -27,6 +28,20 @@ pub struct Agent {
     pub last_keepalive: Option<i64>,
     /// The cluster node the agent last reported through.
     pub node: Option<String>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("ip", &self.ip)
+            .field("key", &"<redacted>")
+            .field("groups", &self.groups)
+            .field("status", &self.status)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Wazuh's `connection_status`.
@@ -456,6 +471,18 @@ fn may_replace(old: &Agent, now: i64, force: &ForcePolicy, key_hash: Option<&str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let mut st = State::new();
+        let Outcome::Registered(a) = st.apply(1, &reg("a1", "any", 0, ForcePolicy::default()))
+        else {
+            panic!("registered");
+        };
+        let shown = format!("{a:?} {:?}", Outcome::Registered(a.clone()));
+        assert!(!shown.contains(&a.key), "{shown}");
+        assert!(shown.contains("a1"));
+    }
 
     fn reg(name: &str, ip: &str, time: i64, force: ForcePolicy) -> Command {
         Command::Register {
