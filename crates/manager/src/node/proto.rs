@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::integrity::meta::FileMeta;
-use crate::registry::{Agent, AgentReport, Command, Snapshot};
+use crate::registry::{AgentReport, Command, Snapshot};
 
 /// Cluster protocol version: nodes must agree on major.minor (as Wazuh compares versions).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -168,8 +168,6 @@ pub struct GroupReq {
     pub id: u32,
     pub groups: Vec<String>,
 }
-
-pub type AgentList = Vec<Agent>;
 
 #[cfg(test)]
 mod tests {
