@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -21,11 +21,7 @@ use crate::checker;
 use crate::config::{self, Bind, Config, ConfigError, Frontend};
 use crate::log::Logger;
 use crate::session::{self, Permits};
-use crate::state::{BackendRt, Counters, ServerRt};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::state::{lock, BackendRt, Counters, ServerRt};
 
 /// A `maxconn`: a semaphore that keeps counting the sessions it admitted across reloads
 /// and is resized, not replaced, when the configured value changes.

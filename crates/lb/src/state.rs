@@ -105,7 +105,7 @@ pub struct ServerRt {
 }
 
 /// Locks ignoring poisoning: every critical section here leaves the data consistent.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -50,22 +50,13 @@ async fn closed_by_peer(s: &mut TcpStream) -> bool {
     }
 }
 
-fn names(n: &Node) -> Vec<String> {
-    n.ctl(&["cluster", "nodes"])
-        .1
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next().map(String::from))
-        .collect()
-}
-
 #[test]
 fn tampered_and_replayed_frames_close_only_that_connection() {
     let mut master = Node::new(NodeSpec::master("master-node"));
     master.start();
     let mut w = Node::new(NodeSpec::worker("worker-01", &master.spec));
     w.start();
-    wait_for("worker joined", LONG, || names(&master).len() == 2);
+    wait_for("worker joined", LONG, || master.cluster_nodes().len() == 2);
     let port = master.spec.cluster_port;
     let rt = common::manager::runtime();
     rt.block_on(async {
@@ -108,7 +99,7 @@ fn tampered_and_replayed_frames_close_only_that_connection() {
             && log.contains("[Worker replayer] [Main] Disconnected: frame failed authentication")
     });
     // The real worker kept its connection throughout.
-    assert_eq!(names(&master), vec!["master-node", "worker-01"]);
+    assert_eq!(master.cluster_nodes(), vec!["master-node", "worker-01"]);
     assert_eq!(
         w.log().matches("Successfully connected to master.").count(),
         1
@@ -134,5 +125,5 @@ fn an_incompatible_version_is_refused_in_the_hello() {
             .log()
             .contains("incompatible version 3.13.0 of worker 'old-worker'")
     });
-    assert_eq!(names(&master), vec!["master-node"]);
+    assert_eq!(master.cluster_nodes(), vec!["master-node"]);
 }

@@ -13,6 +13,16 @@ use manager::node::enroll::enroll_client;
 
 const LONG: Duration = Duration::from_secs(30);
 
+/// One enrollment, as an agent makes it (blocking on `rt`).
+fn enroll(
+    rt: &tokio::runtime::Runtime,
+    n: &Node,
+    name: &str,
+    password: Option<&str>,
+) -> Result<KeyReply, String> {
+    rt.block_on(enroll_client(n.auth_addr(), &request(name, password), None))
+}
+
 fn request(name: &str, password: Option<&str>) -> EnrollRequest {
     EnrollRequest {
         password: password.map(String::from),
@@ -22,17 +32,6 @@ fn request(name: &str, password: Option<&str>) -> EnrollRequest {
         ip: None,
         key_hash: None,
     }
-}
-
-fn cluster_nodes(n: &Node) -> Vec<String> {
-    let (ok, out) = n.ctl(&["cluster", "nodes"]);
-    if !ok {
-        return Vec::new();
-    }
-    out.lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next().map(String::from))
-        .collect()
 }
 
 /// `ID NAME IP KEY` lines of a node's etc/client.keys.
@@ -60,10 +59,10 @@ fn enrollment_through_workers_deletion_and_groups_reach_every_node() {
     let mut w2 = Node::new(spec2);
     w1.start();
     w2.start();
-    wait_for("three nodes", LONG, || cluster_nodes(&master).len() == 3);
+    wait_for("three nodes", LONG, || master.cluster_nodes().len() == 3);
     // Workers see the same list through the master.
     assert_eq!(
-        cluster_nodes(&w1),
+        w1.cluster_nodes(),
         vec!["master-node", "worker-01", "worker-02"]
     );
 
@@ -98,24 +97,12 @@ fn enrollment_through_workers_deletion_and_groups_reach_every_node() {
     assert_eq!(keys.len(), 50, "50 distinct ids");
 
     // Wrong or missing password on worker-02 is refused, and nothing is registered.
-    let refused = rt.block_on(enroll_client(
-        w2.auth_addr(),
-        &request("intruder", Some("nope")),
-        None,
-    ));
+    let refused = enroll(&rt, &w2, "intruder", Some("nope"));
     assert_eq!(refused.unwrap_err(), "Invalid password");
-    let refused = rt.block_on(enroll_client(
-        w2.auth_addr(),
-        &request("intruder", None),
-        None,
-    ));
+    let refused = enroll(&rt, &w2, "intruder", None);
     assert_eq!(refused.unwrap_err(), "Invalid password");
     // A duplicate name is refused with Wazuh's words (force after_registration_time 1h).
-    let dup = rt.block_on(enroll_client(
-        w1.auth_addr(),
-        &request("agent-00", None),
-        None,
-    ));
+    let dup = enroll(&rt, &w1, "agent-00", None);
     assert_eq!(dup.unwrap_err(), "Duplicate agent name: agent-00");
 
     // The master holds exactly what the agents were told; the workers follow.
@@ -192,13 +179,7 @@ fn agent_info_is_recorded_for_known_agents_only() {
     let mut w1 = Node::new(NodeSpec::worker("worker-01", &master.spec));
     w1.start();
     let rt = runtime();
-    let a = rt
-        .block_on(enroll_client(
-            w1.auth_addr(),
-            &request("reporter", None),
-            None,
-        ))
-        .expect("enroll");
+    let a = enroll(&rt, &w1, "reporter", None).expect("enroll");
     // The agent reports with a group (from its own configuration) the master has none for.
     let report = |id: u32, name: &str| {
         let json = format!(
@@ -245,7 +226,7 @@ fn workers_with_a_wrong_key_another_cluster_or_a_taken_name_are_rejected() {
     let mut good = Node::new(NodeSpec::worker("worker-01", &master.spec));
     good.start();
     wait_for("worker-01 joined", LONG, || {
-        cluster_nodes(&master).len() == 2
+        master.cluster_nodes().len() == 2
     });
 
     let mut spec = NodeSpec::worker("worker-bad-key", &master.spec);
@@ -273,7 +254,7 @@ fn workers_with_a_wrong_key_another_cluster_or_a_taken_name_are_rejected() {
         master.log().contains("duplicate node name 'worker-01'")
             && twin.log().contains("duplicate node name")
     });
-    assert_eq!(cluster_nodes(&master), vec!["master-node", "worker-01"]);
+    assert_eq!(master.cluster_nodes(), vec!["master-node", "worker-01"]);
 }
 
 #[test]
@@ -283,13 +264,7 @@ fn a_worker_killed_and_restarted_catches_up() {
     let mut w = Node::new(NodeSpec::worker("worker-01", &master.spec));
     w.start();
     let rt = runtime();
-    let a = rt
-        .block_on(enroll_client(
-            master.auth_addr(),
-            &request("early", None),
-            None,
-        ))
-        .expect("enroll");
+    let a = enroll(&rt, &master, "early", None).expect("enroll");
     wait_for("replica has the first agent", LONG, || {
         w.agent_ids() == vec![a.id]
     });
@@ -298,13 +273,7 @@ fn a_worker_killed_and_restarted_catches_up() {
     // While it is down: new agents, a deletion and new rules.
     let mut expected = Vec::new();
     for i in 0..5 {
-        let k = rt
-            .block_on(enroll_client(
-                master.auth_addr(),
-                &request(&format!("late-{i}"), None),
-                None,
-            ))
-            .expect("enroll");
+        let k = enroll(&rt, &master, &format!("late-{i}"), None).expect("enroll");
         expected.push(k.id);
     }
     assert!(master.ctl(&["agents", "delete", &a.id.to_string()]).0);
@@ -358,7 +327,6 @@ fn master_killed_during_enrollments_keeps_every_acknowledged_agent() {
     }
     let acked = acked.lock().expect("lock").clone();
     master.start();
-    let keys = client_keys(&master);
     let (_, list) = master.ctl(&["agents", "list"]);
     for k in &acked {
         assert!(
@@ -380,7 +348,6 @@ fn master_killed_during_enrollments_keeps_every_acknowledged_agent() {
             k.name
         );
     }
-    let _ = keys;
 }
 
 #[test]

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::home::Home;
 use crate::registry::{Agent, AgentReport};
 
 use super::proto::{self, NodeInfo};
-use super::{master, Node, Role};
+use super::{lock, master, Node, Role};
 
 const MAX_LINE: usize = 1 << 20;
 
@@ -91,8 +91,6 @@ async fn serve(node: Arc<Node>, stream: UnixStream) {
         }
     }
 }
-
-use tokio::io::AsyncReadExt;
 
 /// An agent as operators see it: everything but the key.
 pub fn public_view(a: &Agent) -> Value {
@@ -213,10 +211,6 @@ async fn handle(node: &Node, req: Request) -> Result<Value, String> {
             Ok(Value::Null)
         }
     }
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Send one request to the node whose home is `home` and return its `data`.

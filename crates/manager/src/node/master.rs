@@ -19,8 +19,8 @@ use crate::integrity::scan::Scanner;
 use crate::registry::{Command, Outcome};
 
 use super::piece_cache::{self, PieceCache};
-use super::proto::{self, Hello, NodeInfo, RegSync, SyncPlan};
-use super::{enroll, now, Node};
+use super::proto::{self, decode_json_z, encode_json_z, Hello, NodeInfo, RegSync, SyncPlan};
+use super::{enroll, lock, now, Node};
 
 /// Connections allowed in their handshake at once.
 const PRE_AUTH: usize = 64;
@@ -138,10 +138,6 @@ impl Master {
 fn scanner_scan(s: &mut Scanner) -> std::io::Result<(Arc<Metadata>, usize, Duration)> {
     let (meta, stats) = s.scan()?;
     Ok((meta, stats.files, stats.elapsed))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub async fn start(node: Arc<Node>, master: Arc<Master>) -> anyhow::Result<()> {
@@ -634,15 +630,4 @@ pub async fn set_groups(node: &Node, id: u32, groups: Vec<String>) -> Result<(),
         Ok((_, o)) => Err(format!("unexpected outcome {o:?}")),
         Err(e) => Err(format!("registry error: {e}")),
     }
-}
-
-pub fn encode_json_z<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, String> {
-    let json = serde_json::to_vec(v).map_err(|e| e.to_string())?;
-    zstd::bulk::compress(&json, 1).map_err(|e| e.to_string())
-}
-
-/// Decompression is bounded by the wire's own message limit.
-pub fn decode_json_z<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
-    let json = zstd::bulk::decompress(b, wire::MAX_MESSAGE).map_err(|e| e.to_string())?;
-    serde_json::from_slice(&json).map_err(|e| e.to_string())
 }

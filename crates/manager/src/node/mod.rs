@@ -62,6 +62,11 @@ pub struct RunOptions {
     pub debug: u8,
 }
 
+/// Locks ignoring poisoning: no critical section in the node leaves its data half-changed.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

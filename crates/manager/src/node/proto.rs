@@ -169,6 +169,17 @@ pub struct GroupReq {
     pub groups: Vec<String>,
 }
 
+pub fn encode_json_z<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, String> {
+    let json = serde_json::to_vec(v).map_err(|e| e.to_string())?;
+    zstd::bulk::compress(&json, 1).map_err(|e| e.to_string())
+}
+
+/// Decompression is bounded by the wire's own message limit.
+pub fn decode_json_z<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    let json = zstd::bulk::decompress(b, wire::MAX_MESSAGE).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&json).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

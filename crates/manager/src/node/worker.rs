@@ -18,9 +18,8 @@ use crate::integrity::bundle::{self, DEFAULT_PIECE};
 use crate::integrity::meta::{self, Metadata};
 use crate::integrity::scan::Scanner;
 
-use super::master::{decode_json_z, encode_json_z};
-use super::proto::{self, Hello, RegSync, SyncPlan};
-use super::Node;
+use super::proto::{self, decode_json_z, encode_json_z, Hello, RegSync, SyncPlan};
+use super::{lock, Node};
 
 /// Pieces in flight at once: enough to keep the link busy while the previous one is written.
 const IN_FLIGHT: usize = 3;
@@ -45,10 +44,6 @@ pub struct SyncReport {
     pub mismatched: Vec<String>,
     pub errors: Vec<String>,
     pub seconds: f64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Worker {

@@ -184,15 +184,27 @@ impl Node {
 
     /// Agent ids the node's registry lists.
     pub fn agent_ids(&self) -> Vec<u32> {
-        let (ok, out) = self.ctl(&["agents", "list"]);
-        if !ok {
-            return Vec::new();
-        }
-        out.lines()
-            .skip(1)
-            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        first_column(&self.ctl(&["agents", "list"]))
+            .iter()
+            .filter_map(|c| c.parse().ok())
             .collect()
     }
+
+    /// Node names `rampart cluster nodes` lists through this node.
+    pub fn cluster_nodes(&self) -> Vec<String> {
+        first_column(&self.ctl(&["cluster", "nodes"]))
+    }
+}
+
+/// The first cell of each row of a table a successful command printed.
+fn first_column((ok, out): &(bool, String)) -> Vec<String> {
+    if !ok {
+        return Vec::new();
+    }
+    out.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect()
 }
 
 pub fn run(home: &Path, args: &[&str]) -> (bool, String) {
