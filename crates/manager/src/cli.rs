@@ -20,6 +20,7 @@ pub enum AgentsAction {
     Show(String),
     Delete(String),
     Group(String, String),
+    Reconnect(Vec<String>),
 }
 
 /// `rampart manager --home DIR [--check]`.
@@ -233,6 +234,17 @@ pub fn agents_main(home: PathBuf, action: AgentsAction) -> i32 {
                     t,
                 )?;
                 println!("Agent {id:03} assigned to group(s) {group}.");
+            }
+            AgentsAction::Reconnect(ids) => {
+                let ids = ids
+                    .iter()
+                    .map(|i| parse_id(i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let v = client(&home, Request::Reconnect { ids }, t)?;
+                println!(
+                    "Asked {} connected agent(s) to reconnect.",
+                    v["reconnected"].as_u64().unwrap_or(0)
+                );
             }
         }
         Ok(())

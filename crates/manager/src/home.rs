@@ -73,6 +73,12 @@ impl Home {
     pub fn archives(&self) -> PathBuf {
         self.at("logs/archives")
     }
+    pub fn archives_json(&self) -> PathBuf {
+        self.at("logs/archives/archives.json")
+    }
+    pub fn archives_queue(&self) -> PathBuf {
+        self.at("queue/archives")
+    }
 
     /// Creates every directory of the layout and a default group `agent.conf` if missing.
     /// Existing files are never overwritten.
@@ -84,6 +90,7 @@ impl Home {
             "etc/shared/default",
             "queue/cluster",
             "queue/db",
+            "queue/archives",
             "logs/archives",
         ] {
             fs::create_dir_all(self.at(dir))?;

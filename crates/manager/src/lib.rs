@@ -4,6 +4,7 @@
 //! shells (`registry::store`, `integrity::{scan,apply}`, `node`).
 #![forbid(unsafe_code)]
 
+pub mod archives;
 pub mod authd;
 pub mod cli;
 pub mod clusterlog;

@@ -28,6 +28,111 @@ enum Command {
     Cluster(ClusterCli),
     /// List, show, delete and group agents through a running manager (as agent_control).
     Agents(AgentsCli),
+    /// An agent configured by DIR/etc/ossec.conf (<client>): enrolls, tails <localfile>s,
+    /// spools every event on disk and reports it until acknowledged.
+    Agent(AgentCli),
+    /// Many simulated agents in one process: enroll, report, and count what arrived.
+    Simulate(SimulateCli),
+}
+
+#[derive(Args)]
+struct AgentCli {
+    /// The agent's home, laid out like /var/ossec (etc/ossec.conf, etc/client.keys, queue/).
+    #[arg(long, value_name = "DIR", default_value = "/var/ossec")]
+    home: PathBuf,
+    /// Also read events from stdin; with no <localfile>, exit once stdin ended and every
+    /// event was acknowledged.
+    #[arg(long)]
+    stdin: bool,
+    /// Validate DIR/etc/ossec.conf and exit (0 valid, 1 invalid).
+    #[arg(long, short = 't')]
+    check: bool,
+}
+
+#[derive(Args)]
+struct SimulateCli {
+    /// Enrollment address (authd, TLS): agents without a key enroll there.
+    #[arg(long, value_name = "HOST:PORT")]
+    enroll: Option<String>,
+    /// Reporting address; repeat for a failover list (like several <server> blocks).
+    #[arg(long = "server", value_name = "HOST:PORT", required = true)]
+    servers: Vec<String>,
+    /// Number of agents.
+    #[arg(long, default_value_t = 100)]
+    agents: usize,
+    /// Events per second per agent.
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
+    /// Generate events for this long (30s, 5m…).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<std::time::Duration>,
+    /// Or generate this many events per agent.
+    #[arg(long)]
+    events: Option<u64>,
+    /// Bytes per event.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Folder for the agents' keys, reused by later runs.
+    #[arg(long, value_name = "DIR", default_value = "simulate-keys")]
+    keys: PathBuf,
+    /// Enrollment password (authd.pass).
+    #[arg(long)]
+    password: Option<String>,
+    /// Agent names are PREFIX-00001…
+    #[arg(long, default_value = "sim")]
+    prefix: String,
+    /// Groups to enroll into (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    groups: Vec<String>,
+    /// Keep-alive period (<notify_time>).
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    notify_time: std::time::Duration,
+    /// Reconnect after this long without an answer (<time-reconnect>).
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    time_reconnect: std::time::Duration,
+    /// Between connection attempts (<retry_interval>).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    retry_interval: std::time::Duration,
+    /// Attempts per server before the next one (<max_retries>).
+    #[arg(long, default_value_t = 5)]
+    max_retries: u32,
+    /// Events held per agent before the oldest are dropped.
+    #[arg(long, default_value_t = 100_000)]
+    queue_size: u64,
+    /// After generating, wait this long at most for the last acknowledgements.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    drain: std::time::Duration,
+    /// New agents started per second.
+    #[arg(long, default_value_t = 2000)]
+    ramp: u32,
+    /// No progress lines.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// Also print the summary as one JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `30`, `30s`, `500ms`, `5m`, `1h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration"))?;
+    if !(v >= 0.0 && v.is_finite()) {
+        return Err(format!("'{s}' is not a duration"));
+    }
+    Ok(std::time::Duration::from_secs_f64(v * mult))
 }
 
 #[derive(Args)]
@@ -79,6 +184,11 @@ enum AgentsCmd {
     Delete { id: String },
     /// Assign an agent to GROUP (comma-separated for several).
     Group { id: String, group: String },
+    /// Ask connected agents to reconnect through their failover path (Wazuh's force_reconnect).
+    Reconnect {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
 }
 
 /// Flags follow HAProxy's: `-f`, `-c`, `-p`, `-D`, `-q`, `-x`, `-sf`, `-st`.
@@ -123,7 +233,12 @@ fn haproxy_style_args() -> Vec<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(haproxy_style_args());
-    init_tracing();
+    // Thousands of simulated agents would drown the progress lines in per-session logs.
+    init_tracing(if matches!(cli.command, Command::Simulate(_)) {
+        "warn"
+    } else {
+        "info"
+    });
     let code = match cli.command {
         Command::Lb(a) => {
             let files = if a.files.is_empty() {
@@ -158,15 +273,41 @@ fn main() -> ExitCode {
                 AgentsCmd::Show { id } => manager::cli::AgentsAction::Show(id),
                 AgentsCmd::Delete { id } => manager::cli::AgentsAction::Delete(id),
                 AgentsCmd::Group { id, group } => manager::cli::AgentsAction::Group(id, group),
+                AgentsCmd::Reconnect { ids } => manager::cli::AgentsAction::Reconnect(ids),
             },
+        ),
+        Command::Agent(a) => agent::cli::agent_main(a.home, a.stdin, a.check),
+        Command::Simulate(s) => agent::cli::simulate_main(
+            agent::simulate::Options {
+                enroll: s.enroll,
+                servers: s.servers,
+                agents: s.agents,
+                rate: s.rate,
+                duration: s.duration,
+                events: s.events,
+                size: s.size,
+                keys_dir: s.keys,
+                password: s.password,
+                prefix: s.prefix,
+                groups: s.groups,
+                notify_time: s.notify_time,
+                time_reconnect: s.time_reconnect,
+                retry_interval: s.retry_interval,
+                max_retries: s.max_retries,
+                queue_size: s.queue_size,
+                drain: s.drain,
+                ramp: s.ramp,
+                progress: !s.quiet,
+            },
+            s.json,
         ),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAMPART_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -118,6 +118,16 @@ pub async fn server<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     psk: &[u8],
 ) -> Result<(Sealer, Opener), WireError> {
+    server_with(s, psk, WRONG_KEY).await
+}
+
+/// [`server`] with the reason sent to a client whose key differs (agents are told about
+/// their own key, not a cluster key).
+pub async fn server_with<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    psk: &[u8],
+    wrong_key: &str,
+) -> Result<(Sealer, Opener), WireError> {
     let client_salt = read_hello(s).await?;
     let server_salt: [u8; 32] = rand::random();
     s.write_all(&hello_bytes(&server_salt)).await?;
@@ -128,7 +138,7 @@ pub async fn server<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(()) => {}
         Err(WireError::Auth) => {
             // Best effort: the client only loses the clear reason if this fails.
-            let _ = s.write_all(&reject_bytes(WRONG_KEY)).await;
+            let _ = s.write_all(&reject_bytes(wrong_key)).await;
             let _ = s.shutdown().await;
             return Err(WireError::Auth);
         }

@@ -244,11 +244,23 @@ where
 
 /// Server side: handshake on `stream`, then split it. A client holding another cluster key
 /// is sent a "wrong cluster key" rejection and this fails with [`WireError::Auth`].
-pub async fn accept<S>(mut stream: S, psk: &[u8]) -> Result<Halves<S>, WireError>
+pub async fn accept<S>(stream: S, psk: &[u8]) -> Result<Halves<S>, WireError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sealer, opener) = bounded(handshake::server(&mut stream, psk)).await?;
+    accept_with(stream, psk, handshake::WRONG_KEY).await
+}
+
+/// [`accept`] telling a client with another key `wrong_key` instead of "wrong cluster key".
+pub async fn accept_with<S>(
+    mut stream: S,
+    psk: &[u8],
+    wrong_key: &str,
+) -> Result<Halves<S>, WireError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sealer, opener) = bounded(handshake::server_with(&mut stream, psk, wrong_key)).await?;
     let (r, w) = tokio::io::split(stream);
     Ok((MsgReader::new(r, opener), MsgWriter::new(w, sealer)))
 }

@@ -3,8 +3,8 @@
 //! `<remote>`. Everything else in the file is ignored. Several `<ossec_config>` blocks merge in
 //! order, later values winning field by field. All errors are collected, each with its line.
 
-mod parse;
-mod values;
+pub mod parse;
+pub mod values;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -88,6 +88,9 @@ pub struct Intervals {
     /// Maximum reconnect backoff.
     pub reconnect: Duration,
     pub request_timeout: Duration,
+    /// How long a node holds an agent whose unacknowledged events may sit on an unreachable
+    /// previous node before resuming anyway (and risking duplicates).
+    pub in_doubt_wait: Duration,
 }
 
 impl Default for Intervals {
@@ -100,6 +103,7 @@ impl Default for Intervals {
             master_integrity: Duration::from_secs(8),
             reconnect: Duration::from_secs(10),
             request_timeout: Duration::from_secs(20),
+            in_doubt_wait: Duration::from_secs(30),
         }
     }
 }

@@ -13,7 +13,7 @@ use super::{
 };
 
 /// Synthetic root; it is put on the first line so line numbers stay those of the file.
-const ROOT: &str = "rampart_root";
+pub const ROOT: &str = "rampart_root";
 
 const CLUSTER_KNOWN: &[&str] = &[
     "name",
@@ -58,6 +58,7 @@ const INTERVALS_KNOWN: &[&str] = &[
     "master_integrity",
     "reconnect",
     "request_timeout",
+    "in_doubt_wait",
 ];
 
 /// Every element Wazuh documents for `<auth>` (some are accepted and ignored), plus
@@ -174,7 +175,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<OssecConf, ConfigErrors> 
 
 /// Puts the text under one root without shifting lines; an `<?xml ...?>` declaration (only
 /// legal at the very start) is blanked out, keeping its newlines.
-fn wrap(text: &str) -> String {
+pub fn wrap(text: &str) -> String {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let start = text.len() - text.trim_start().len();
     let mut body = text.to_string();
@@ -190,7 +191,7 @@ fn wrap(text: &str) -> String {
     format!("<{ROOT}>{body}\n</{ROOT}>")
 }
 
-fn elements<'a, 'i>(n: Node<'a, 'i>) -> impl Iterator<Item = Node<'a, 'i>> {
+pub fn elements<'a, 'i>(n: Node<'a, 'i>) -> impl Iterator<Item = Node<'a, 'i>> {
     n.children().filter(|c| c.is_element())
 }
 
@@ -425,6 +426,7 @@ impl Walker<'_, '_> {
                 "master_integrity" => &mut iv.master_integrity,
                 "reconnect" => &mut iv.reconnect,
                 "request_timeout" => &mut iv.request_timeout,
+                "in_doubt_wait" => &mut iv.in_doubt_wait,
                 _ => {
                     self.unknown(e, "cluster/intervals", "intervals", INTERVALS_KNOWN);
                     continue;

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 /// The unit a bare number stands for (Wazuh: seconds, except a few minute-valued options).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Unit {
+pub enum Unit {
     Seconds,
     Minutes,
 }
 
 /// Wazuh booleans are the words `yes` and `no`, nothing else.
-pub(crate) fn parse_bool(v: &str) -> Result<bool, String> {
+pub fn parse_bool(v: &str) -> Result<bool, String> {
     match v {
         "yes" => Ok(true),
         "no" => Ok(false),
@@ -21,12 +21,12 @@ pub(crate) fn parse_bool(v: &str) -> Result<bool, String> {
 }
 
 /// A TCP port restricted to the unprivileged range, as the brief asks for cluster, auth, remote.
-pub(crate) fn parse_port(v: &str) -> Result<u16, String> {
+pub fn parse_port(v: &str) -> Result<u16, String> {
     parse_port_in(v, 1024)
 }
 
 /// A TCP port of at least `min`.
-pub(crate) fn parse_port_in(v: &str, min: u16) -> Result<u16, String> {
+pub fn parse_port_in(v: &str, min: u16) -> Result<u16, String> {
     match v.parse::<u16>() {
         Ok(p) if p >= min => Ok(p),
         _ => Err(format!(
@@ -36,7 +36,7 @@ pub(crate) fn parse_port_in(v: &str, min: u16) -> Result<u16, String> {
 }
 
 /// An unsigned integer in `[min, max]`.
-pub(crate) fn parse_u32_in(v: &str, min: u32, max: u32) -> Result<u32, String> {
+pub fn parse_u32_in(v: &str, min: u32, max: u32) -> Result<u32, String> {
     match v.parse::<u32>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(format!(
@@ -46,14 +46,14 @@ pub(crate) fn parse_u32_in(v: &str, min: u32, max: u32) -> Result<u32, String> {
 }
 
 /// An IPv4 or IPv6 address literal (no hostnames: these are bind addresses).
-pub(crate) fn parse_ip(v: &str) -> Result<IpAddr, String> {
+pub fn parse_ip(v: &str) -> Result<IpAddr, String> {
     v.parse::<IpAddr>()
         .map_err(|_| format!("expected an IP address such as 0.0.0.0 or ::, got '{v}'"))
 }
 
 /// Wazuh time values: a bare number in `unit`, or a number with suffix s/m/h/d/w
 /// (plus `ms`, which rampart accepts so tests and benchmarks can run fast).
-pub(crate) fn parse_time(v: &str, unit: Unit) -> Result<Duration, String> {
+pub fn parse_time(v: &str, unit: Unit) -> Result<Duration, String> {
     let bad = || {
         let bare = match unit {
             Unit::Seconds => "seconds",
@@ -88,7 +88,7 @@ pub(crate) fn parse_time(v: &str, unit: Unit) -> Result<Duration, String> {
 }
 
 /// Cluster and node names: `[A-Za-z0-9_-]+`.
-pub(crate) fn parse_name(v: &str) -> Result<String, String> {
+pub fn parse_name(v: &str) -> Result<String, String> {
     if v.is_empty() {
         return Err("must not be empty; use letters, digits, '_' or '-'".to_string());
     }
@@ -104,7 +104,7 @@ pub(crate) fn parse_name(v: &str) -> Result<String, String> {
 }
 
 /// The cluster key: exactly 32 ASCII alphanumerics (Wazuh derives the Fernet key from it).
-pub(crate) fn parse_key(v: &str) -> Result<String, String> {
+pub fn parse_key(v: &str) -> Result<String, String> {
     const FIX: &str = "generate one with: openssl rand -hex 16";
     let n = v.chars().count();
     if n != 32 {
@@ -121,7 +121,7 @@ pub(crate) fn parse_key(v: &str) -> Result<String, String> {
 }
 
 /// A ratio in `(0, 1]` (the helper's imbalance tolerance).
-pub(crate) fn parse_ratio(v: &str) -> Result<f64, String> {
+pub fn parse_ratio(v: &str) -> Result<f64, String> {
     match v.parse::<f64>() {
         Ok(t) if t > 0.0 && t <= 1.0 => Ok(t),
         _ => Err(format!(
@@ -131,7 +131,7 @@ pub(crate) fn parse_ratio(v: &str) -> Result<f64, String> {
 }
 
 /// A non-zero time value.
-pub(crate) fn parse_positive_time(v: &str) -> Result<Duration, String> {
+pub fn parse_positive_time(v: &str) -> Result<Duration, String> {
     let d = parse_time(v, Unit::Seconds)?;
     if d.is_zero() {
         return Err(format!("must be greater than zero, got '{v}'"));
@@ -140,7 +140,7 @@ pub(crate) fn parse_positive_time(v: &str) -> Result<Duration, String> {
 }
 
 /// A time value of at least `min`.
-pub(crate) fn parse_time_min(v: &str, unit: Unit, min: Duration) -> Result<Duration, String> {
+pub fn parse_time_min(v: &str, unit: Unit, min: Duration) -> Result<Duration, String> {
     let d = parse_time(v, unit)?;
     if d < min {
         return Err(format!(
@@ -152,7 +152,7 @@ pub(crate) fn parse_time_min(v: &str, unit: Unit, min: Duration) -> Result<Durat
 }
 
 /// remoted's `<protocol>`: `tcp`, `udp` or both, comma separated; normalised to lowercase.
-pub(crate) fn parse_protocol(v: &str) -> Result<String, String> {
+pub fn parse_protocol(v: &str) -> Result<String, String> {
     let parts: Vec<String> = v
         .split(',')
         .map(|p| p.trim().to_ascii_lowercase())
@@ -166,7 +166,7 @@ pub(crate) fn parse_protocol(v: &str) -> Result<String, String> {
 
 /// Edit distance counting an adjacent transposition as one edit (optimal string alignment),
 /// so `prot` is one edit from `port`. Names are short; the O(n*m) table is fine.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+pub fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     let w = b.len() + 1;
@@ -196,7 +196,7 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
 ///
 /// Besides plain edit distance, a name made of a (misspelt) section prefix plus a known
 /// element (`clustr_name` in `<cluster>`) suggests that element (`name`).
-pub(crate) fn suggest<'a>(unknown: &str, section: &str, known: &[&'a str]) -> Option<&'a str> {
+pub fn suggest<'a>(unknown: &str, section: &str, known: &[&'a str]) -> Option<&'a str> {
     if let Some((prefix, rest)) = unknown.split_once('_') {
         if edit_distance(prefix, section) <= 2 {
             if let Some(k) = known.iter().find(|k| edit_distance(rest, k) <= 1) {

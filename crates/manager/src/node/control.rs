@@ -45,6 +45,10 @@ pub enum Request {
     AgentGone {
         id: u32,
     },
+    /// Ask these agents to reconnect through their failover path (wherever they are connected).
+    Reconnect {
+        ids: Vec<u32>,
+    },
 }
 
 pub async fn spawn(node: Arc<Node>) -> anyhow::Result<()> {
@@ -144,6 +148,9 @@ async fn handle(node: &Node, req: Request) -> Result<Value, String> {
                 "registry_index": node.registry.applied(),
                 "agents": node.registry.list().len(),
                 "connected_to_master": connected,
+                "agents_connected": node.remoted.connected(),
+                "agents_refused": node.remoted.rejected.load(std::sync::atomic::Ordering::Relaxed),
+                "archives": node.remoted.archives.stats(),
             }))
         }
         Request::Agents => Ok(Value::Array(
@@ -209,6 +216,13 @@ async fn handle(node: &Node, req: Request) -> Result<Value, String> {
         Request::AgentGone { id } => {
             lock(&node.connected).remove(&id);
             Ok(Value::Null)
+        }
+        Request::Reconnect { ids } => {
+            let mut n = node.remoted.reconnect(&ids, "asked by an operator");
+            if let Role::Master(m) = &node.role {
+                n += m.reconnect_remote(node, &ids).await;
+            }
+            Ok(json!({ "reconnected": n }))
         }
     }
 }

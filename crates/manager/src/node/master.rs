@@ -2,7 +2,7 @@
 //! keep-alives, agent info, integrity and registry pulls and forwarded enrollments, drops
 //! silent workers, and keeps the local integrity metadata fresh.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,9 @@ use crate::integrity::scan::Scanner;
 use crate::registry::{Command, Outcome};
 
 use super::piece_cache::{self, PieceCache};
-use super::proto::{self, decode_json_z, encode_json_z, Hello, NodeInfo, RegSync, SyncPlan};
+use super::proto::{
+    self, decode_json_z, encode_json_z, Hello, NodeInfo, RegSync, SeqAnswer, SyncPlan,
+};
 use super::{enroll, lock, now, Node};
 
 /// Connections allowed in their handshake at once.
@@ -50,6 +52,8 @@ pub struct Master {
     generation: AtomicU64,
     pieces: PieceCache,
     scanner: tokio::sync::Mutex<Option<Scanner>>,
+    /// Every worker name connected since start: one of them being away is worth waiting for.
+    seen: Mutex<HashSet<String>>,
 }
 
 impl Master {
@@ -97,6 +101,51 @@ impl Master {
             });
         }
         out
+    }
+
+    fn worker_peer(&self, name: &str) -> Option<Peer> {
+        lock(&self.workers).get(name).map(|w| w.peer.clone())
+    }
+
+    /// How far worker `name` stored `agent`'s events.
+    pub async fn query_seq(&self, name: &str, agent: u32, timeout: Duration) -> SeqAnswer {
+        let Some(peer) = self.worker_peer(name) else {
+            return if lock(&self.seen).contains(name) {
+                SeqAnswer::Unreachable
+            } else {
+                SeqAnswer::Unknown
+            };
+        };
+        let payload = serde_json::to_vec(&agent).unwrap_or_default();
+        match peer.request(proto::SEQ_LOCAL, payload, timeout).await {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(SeqAnswer::Stored)
+                .unwrap_or(SeqAnswer::Unreachable),
+            Err(_) => SeqAnswer::Unreachable,
+        }
+    }
+
+    /// Asks the workers holding these agents to make them reconnect; returns how many were
+    /// connected. Agents connected to the master itself are handled by the caller.
+    pub async fn reconnect_remote(&self, node: &Node, ids: &[u32]) -> usize {
+        let mut by_node: HashMap<String, Vec<u32>> = HashMap::new();
+        for id in ids {
+            if let Some(n) = node.registry.get(*id).and_then(|a| a.node) {
+                by_node.entry(n).or_default().push(*id);
+            }
+        }
+        let timeout = node.conf.cluster.intervals.request_timeout;
+        let mut total = 0;
+        for (name, ids) in by_node {
+            let Some(peer) = self.worker_peer(&name) else {
+                continue;
+            };
+            let payload = serde_json::to_vec(&ids).unwrap_or_default();
+            if let Ok(b) = peer.request(proto::AGENT_RECONNECT, payload, timeout).await {
+                total += serde_json::from_slice::<usize>(&b).unwrap_or(0);
+            }
+        }
+        total
     }
 
     /// Recalculate the local integrity metadata now (the periodic task and `cluster sync`).
@@ -365,6 +414,7 @@ async fn handle_conn(
             peer.close();
             return;
         }
+        lock(&master.seen).insert(name.clone());
         workers.insert(
             name.clone(),
             WorkerConn {
@@ -401,14 +451,15 @@ async fn handle_conn(
         });
     }
     let reason = peer.closed().await;
-    {
+    let gone = {
         let mut workers = lock(&master.workers);
-        if workers.get(&name).map(|w| w.conn) == Some(conn) {
-            workers.remove(&name);
-        }
-    }
+        workers.get(&name).map(|w| w.conn) == Some(conn) && workers.remove(&name).is_some()
+    };
     node.log
         .info(&tag, "Main", format!("Disconnected: {reason}."));
+    if gone {
+        super::status::orphan(&node, &name).await;
+    }
 }
 
 async fn handle_request(node: Arc<Node>, master: Arc<Master>, worker: String, inc: Incoming) {
@@ -441,6 +492,13 @@ async fn handle_request(node: Arc<Node>, master: Arc<Master>, worker: String, in
             Err(e) => Err(format!("malformed cancel: {e}")),
         },
         proto::NODES => Ok(serde_json::to_vec(&master.nodes(&node)).unwrap_or_default()),
+        proto::SEQ_QUERY => match serde_json::from_slice::<proto::SeqQuery>(&inc.payload) {
+            Ok(q) => {
+                let a = super::remoted::query_seq(&node, &q.node, q.agent).await;
+                Ok(serde_json::to_vec(&a).unwrap_or_default())
+            }
+            Err(e) => Err(format!("malformed query: {e}")),
+        },
         proto::AGENT_DELETE => match serde_json::from_slice::<u32>(&inc.payload) {
             Ok(id) => delete_agent(&node, id).await.map(|()| Vec::new()),
             Err(e) => Err(format!("malformed id: {e}")),

@@ -7,6 +7,8 @@ pub mod keys_file;
 mod master;
 mod piece_cache;
 pub mod proto;
+pub mod remoted;
+mod status;
 mod worker;
 
 use std::collections::HashMap;
@@ -33,6 +35,7 @@ pub struct Node {
     /// Agents currently reporting to this node, by id: filled by the reporting service,
     /// read by the agent-info task.
     pub connected: Mutex<HashMap<u32, AgentReport>>,
+    pub remoted: remoted::Remoted,
     pub role: Role,
 }
 
@@ -99,12 +102,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             NodeType::Worker => Role::Worker(Arc::new(Worker::default())),
         }
     };
+    let archives =
+        crate::archives::Archives::open(&home, &conf.cluster.name, &conf.cluster.node_name)
+            .with_context(|| format!("cannot open {}", home.archives().display()))?;
     let node = Arc::new(Node {
         home,
         conf,
         log,
         registry,
         connected: Mutex::new(HashMap::new()),
+        remoted: remoted::Remoted::new(archives),
         role,
     });
 
@@ -118,6 +125,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         Role::Worker(w) => worker::start(node.clone(), w.clone()),
         Role::Standalone => {}
     }
+    if node.is_master() {
+        status::spawn(node.clone());
+    }
+    remoted::spawn(node.clone()).await?;
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -130,5 +141,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         "Received a stop signal; shutting down.",
     );
     let _ = std::fs::remove_file(node.home.control_socket());
+    node.remoted.archives.close();
     Ok(())
 }

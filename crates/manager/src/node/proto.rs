@@ -23,6 +23,12 @@ pub const ENROLL_CANCEL: &str = "enroll_cancel";
 pub const NODES: &str = "nodes";
 pub const AGENT_DELETE: &str = "agent_delete";
 pub const AGENT_GROUP: &str = "agent_group";
+/// Worker → master: how far has node N stored agent A's events ([`SeqQuery`] → [`SeqAnswer`]).
+pub const SEQ_QUERY: &str = "seq_query";
+/// Master → worker: this node's high-water mark for one agent (u32 → u64).
+pub const SEQ_LOCAL: &str = "seq_local";
+/// Master → worker: ask these connected agents to reconnect (Vec<u32> → count).
+pub const AGENT_RECONNECT: &str = "agent_reconnect";
 
 /// `"<node> <cluster_name> <type> <version>"` as Wazuh sends it, plus rampart's fifth field:
 /// the worker's agent reporting address (`ip:port`), so the helper never guesses it.
@@ -167,6 +173,24 @@ pub struct AgentInfoBatch {
 pub struct GroupReq {
     pub id: u32,
     pub groups: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SeqQuery {
+    pub node: String,
+    pub agent: u32,
+}
+
+/// Where an agent's events stand on one node.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SeqAnswer {
+    /// The node has stored every seq up to this one it ever will (0 = none).
+    Stored(u64),
+    /// The node is part of the cluster but cannot be asked now.
+    Unreachable,
+    /// No such node in this cluster: nothing to wait for.
+    Unknown,
 }
 
 pub fn encode_json_z<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, String> {

@@ -66,6 +66,11 @@ impl Worker {
             .map_err(|e| e.to_string())
     }
 
+    /// Pull the registry now (an agent unknown here may have just enrolled).
+    pub fn wake_registry(&self) {
+        self.reg_wake.notify_one();
+    }
+
     pub fn cancel_later(&self, c: proto::EnrollCancel) {
         lock(&self.cancels).push(c);
     }
@@ -216,11 +221,29 @@ async fn run_session(
     tasks.spawn(agent_info_task(node.clone(), peer.clone()));
     tasks.spawn(integrity_task(node.clone(), worker.clone(), peer.clone()));
     tasks.spawn(registry_task(node.clone(), worker.clone(), peer.clone()));
-    let w = worker.clone();
+    let (w, node2) = (worker.clone(), node.clone());
     tasks.spawn(async move {
         while let Some(inc) = incoming.recv().await {
             match (inc.command.as_str(), inc.reply) {
                 (proto::REG_CHANGED, None) => w.reg_wake.notify_one(),
+                (proto::SEQ_LOCAL, Some(reply)) => {
+                    match serde_json::from_slice::<u32>(&inc.payload) {
+                        Ok(id) => {
+                            let hw = node2.remoted.archives.high_water(id);
+                            reply.ok(serde_json::to_vec(&hw).unwrap_or_default()).await
+                        }
+                        Err(e) => reply.err(format!("malformed agent id: {e}")).await,
+                    }
+                }
+                (proto::AGENT_RECONNECT, Some(reply)) => {
+                    match serde_json::from_slice::<Vec<u32>>(&inc.payload) {
+                        Ok(ids) => {
+                            let n = node2.remoted.reconnect(&ids, "asked by the master");
+                            reply.ok(serde_json::to_vec(&n).unwrap_or_default()).await
+                        }
+                        Err(e) => reply.err(format!("malformed agent ids: {e}")).await,
+                    }
+                }
                 (_, Some(reply)) => {
                     reply
                         .err(format!("unknown command '{}'", inc.command))
@@ -278,12 +301,13 @@ async fn agent_info_task(node: Arc<Node>, peer: Peer) {
     let tag = node.tag();
     loop {
         tokio::time::sleep(iv.agent_info).await;
-        let items: Vec<_> = lock(&node.connected).values().cloned().collect();
+        let items = super::status::pending(&node);
         if items.is_empty() {
             continue;
         }
         let started = Instant::now();
         let total = items.len();
+        let mut all_sent = true;
         for chunk in items.chunks(AGENT_INFO_BATCH) {
             let batch = proto::AgentInfoBatch {
                 items: chunk.to_vec(),
@@ -298,8 +322,12 @@ async fn agent_info_task(node: Arc<Node>, peer: Peer) {
                     "Agent-info",
                     format!("Error sending agent info: {e}."),
                 );
+                all_sent = false;
                 break;
             }
+        }
+        if all_sent {
+            super::status::reported(&node, &items);
         }
         node.log.debug(
             &tag,

@@ -1,0 +1,423 @@
+//! One reporting session with one manager: connect, preface, handshake with the agent's key,
+//! startup, then send the spool from where the manager says to resume, trim on acks, send
+//! keep-alives, and end when the manager goes quiet, closes, or asks for a reconnect.
+//! Shared by `rampart agent` and every simulated agent.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use wire::report::{self, Ack, EventRef, KeepAlive, Reconnect, Resume, Startup, Welcome};
+use wire::rpc::RpcError;
+use wire::WireError;
+
+use crate::spool::Spool;
+
+/// Events sent and not yet acknowledged, at most.
+pub const WINDOW_EVENTS: u64 = 8192;
+/// Events per `events` message, at most, and about this many bytes.
+const BATCH_EVENTS: usize = 512;
+const BATCH_BYTES: usize = 512 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who the agent is (a `client.keys` line). `Debug` leaves the key out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub id: u32,
+    pub name: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What keep-alives carry.
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    pub version: String,
+    pub os: String,
+    pub labels: BTreeMap<String, String>,
+    pub config_profile: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub notify_time: Duration,
+    pub time_reconnect: Duration,
+    /// Events per second sent at most; 0 = unlimited (`<client_buffer><events_per_second>`).
+    pub eps: u32,
+}
+
+/// Counters of one agent (the simulator adds them up).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub sent: AtomicU64,
+    pub resent: AtomicU64,
+    pub acked: AtomicU64,
+    pub sessions: AtomicU64,
+    pub connected: AtomicBool,
+    /// Highest seq ever sent, to tell a resend from a first send.
+    high_sent: AtomicU64,
+}
+
+/// The spool and what the session shares with whoever appends to it.
+pub struct Shared<S: Spool> {
+    pub spool: Mutex<S>,
+    /// Poked after every append.
+    pub wake: Notify,
+    pub stats: Stats,
+    /// Events past the acknowledgement may sit unacknowledged on the last session's node.
+    in_doubt: AtomicBool,
+}
+
+impl<S: Spool> Shared<S> {
+    /// After a restart anything pending may have reached the previous node.
+    pub fn new(spool: S) -> Shared<S> {
+        let pending = spool.pending() > 0;
+        let acked = spool.acked();
+        let stats = Stats::default();
+        stats.acked.store(acked, Ordering::Relaxed);
+        stats
+            .high_sent
+            .store(spool.next_seq().saturating_sub(1), Ordering::Relaxed);
+        Shared {
+            spool: Mutex::new(spool),
+            wake: Notify::new(),
+            stats,
+            in_doubt: AtomicBool::new(pending),
+        }
+    }
+
+    pub fn spool(&self) -> MutexGuard<'_, S> {
+        // No spool call leaves it half-changed on a panic.
+        self.spool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// How an established session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The manager asked for a reconnect (rebalancing).
+    Asked(String),
+    /// The connection was lost or the manager went quiet.
+    Lost(String),
+}
+
+/// Why a session could not be established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Not reachable, or gone during setup.
+    Unreachable(String),
+    /// The manager refused this agent (unknown, removed, wrong key): the reason it gave.
+    Rejected(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Unreachable(s) => f.write_str(s),
+            Refused::Rejected(s) => write!(f, "refused by the manager: {s}"),
+        }
+    }
+}
+
+fn wire_err(e: WireError) -> Refused {
+    match e {
+        WireError::Rejected(r) => Refused::Rejected(r),
+        other => Refused::Unreachable(other.to_string()),
+    }
+}
+
+fn rpc_err(e: RpcError) -> Refused {
+    match e {
+        RpcError::Remote(r) => Refused::Rejected(r),
+        other => Refused::Unreachable(other.to_string()),
+    }
+}
+
+/// Runs one session against `addr` (`host:port`). Returns once established-and-ended, or
+/// with why it could not be established. The caller owns the failover walk.
+pub async fn run<S: Spool>(
+    shared: &Shared<S>,
+    ident: &Identity,
+    profile: &Profile,
+    timing: &Timing,
+    addr: &str,
+) -> Result<Ended, Refused> {
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| Refused::Unreachable(format!("{addr}: connect timed out")))?
+        .map_err(|e| Refused::Unreachable(format!("{addr}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    stream
+        .write_all(&report::preface(ident.id))
+        .await
+        .map_err(|e| Refused::Unreachable(e.to_string()))?;
+    let (reader, writer) = wire::connect(stream, ident.key.as_bytes())
+        .await
+        .map_err(wire_err)?;
+    let (peer, mut incoming) = wire::rpc::spawn_peer(reader, writer);
+
+    let (acked, next_seq, prev_node, pending) = {
+        let sp = shared.spool();
+        (sp.acked(), sp.next_seq(), sp.session_node(), sp.pending())
+    };
+    let startup = Startup {
+        name: ident.name.clone(),
+        version: profile.version.clone(),
+        os: profile.os.clone(),
+        labels: profile.labels.clone(),
+        config_profile: profile.config_profile.clone(),
+        acked,
+        next_seq,
+        prev_node,
+        in_doubt: pending > 0 && shared.in_doubt.load(Ordering::Relaxed),
+    };
+    let answer = peer
+        .request(
+            report::STARTUP,
+            serde_json::to_vec(&startup).unwrap_or_default(),
+            timing.time_reconnect,
+        )
+        .await
+        .map_err(rpc_err)?;
+    let welcome: Welcome = serde_json::from_slice(&answer)
+        .map_err(|e| Refused::Unreachable(format!("malformed welcome: {e}")))?;
+    // From here on events may reach this node: remember it before sending any.
+    shared
+        .spool()
+        .set_session_node(Some(welcome.node.clone()))
+        .map_err(|e| Refused::Unreachable(format!("cannot write the spool state: {e}")))?;
+    shared.stats.sessions.fetch_add(1, Ordering::Relaxed);
+    shared.stats.connected.store(true, Ordering::Relaxed);
+    tracing::info!(
+        agent = ident.id,
+        "Connected to the server ({addr}), node {}.",
+        welcome.node
+    );
+
+    let mut s = Sending {
+        shared,
+        sent: acked,
+        resume: None,
+        next_at: Instant::now(),
+        eps: timing.eps,
+        keepalive_body: keepalive_body(profile),
+    };
+    if let Some(from) = welcome.resume_from {
+        s.resume(from);
+    }
+    let ended = s.exchange(&peer, &mut incoming, timing).await;
+    shared.stats.connected.store(false, Ordering::Relaxed);
+    let unacked = s.sent > shared.spool().acked();
+    shared.in_doubt.store(unacked, Ordering::Relaxed);
+    peer.close();
+    Ok(ended)
+}
+
+struct Sending<'a, S: Spool> {
+    shared: &'a Shared<S>,
+    /// Highest seq sent in this session (starts at the resume point).
+    sent: u64,
+    resume: Option<u64>,
+    /// Rate limit: no send before this instant.
+    next_at: Instant,
+    eps: u32,
+    keepalive_body: Vec<u8>,
+}
+
+impl<S: Spool> Sending<'_, S> {
+    fn resume(&mut self, from: u64) {
+        let mut sp = self.shared.spool();
+        // Stored somewhere already: as good as acknowledged. A manager claiming more than
+        // the agent ever produced (agent reinstalled) is not trusted.
+        if from < sp.next_seq() {
+            if let Err(e) = sp.ack(from) {
+                tracing::warn!("cannot trim the spool: {e}");
+            }
+        }
+        let acked = sp.acked();
+        self.shared.stats.acked.store(acked, Ordering::Relaxed);
+        self.sent = acked;
+        self.resume = Some(acked);
+    }
+
+    fn ack(&mut self, upto: u64) {
+        let mut sp = self.shared.spool();
+        if let Err(e) = sp.ack(upto) {
+            tracing::warn!("cannot trim the spool: {e}");
+        }
+        self.shared.stats.acked.store(sp.acked(), Ordering::Relaxed);
+    }
+
+    /// The next batch to send, if the window and the rate allow one.
+    fn next_batch(&mut self) -> Option<Vec<u8>> {
+        self.resume?;
+        let acked = self.shared.spool().acked();
+        let room = (acked + WINDOW_EVENTS).saturating_sub(self.sent);
+        if room == 0 || Instant::now() < self.next_at {
+            return None;
+        }
+        let max = (room as usize).min(BATCH_EVENTS);
+        let recs = match self
+            .shared
+            .spool()
+            .read_from(self.sent + 1, max, BATCH_BYTES)
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cannot read the spool: {e}");
+                return None;
+            }
+        };
+        let last = recs.last()?.seq;
+        let payload = report::encode_events(recs.iter().map(|r| EventRef {
+            seq: r.seq,
+            ts_ms: r.event.ts_ms,
+            location: &r.event.location,
+            log: &r.event.log,
+        }));
+        let st = &self.shared.stats;
+        let high = st.high_sent.fetch_max(last, Ordering::Relaxed);
+        let again = recs.iter().filter(|r| r.seq <= high).count() as u64;
+        st.resent.fetch_add(again, Ordering::Relaxed);
+        st.sent.fetch_add(recs.len() as u64, Ordering::Relaxed);
+        if self.eps > 0 {
+            let spacing = Duration::from_secs_f64(recs.len() as f64 / f64::from(self.eps));
+            self.next_at = Instant::now().max(self.next_at) + spacing;
+        }
+        self.sent = last;
+        Some(payload)
+    }
+
+    async fn exchange(
+        &mut self,
+        peer: &wire::rpc::Peer,
+        incoming: &mut tokio::sync::mpsc::Receiver<wire::rpc::Incoming>,
+        timing: &Timing,
+    ) -> Ended {
+        let mut last_rx = Instant::now();
+        let mut next_keepalive = Instant::now() + timing.notify_time;
+        let mut keepalive: Option<tokio::task::JoinHandle<Result<Vec<u8>, RpcError>>> = None;
+        loop {
+            let wake = self.shared.wake.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+            while let Some(payload) = self.next_batch() {
+                if let Err(e) = peer.notify(report::EVENTS, payload).await {
+                    return Ended::Lost(e.to_string());
+                }
+            }
+            let quiet_until = last_rx + timing.time_reconnect;
+            let wake_at = if Instant::now() < self.next_at {
+                self.next_at
+            } else {
+                next_keepalive.min(quiet_until)
+            };
+            tokio::select! {
+                inc = incoming.recv() => {
+                    let Some(inc) = inc else {
+                        return Ended::Lost(peer.closed().await);
+                    };
+                    last_rx = Instant::now();
+                    match inc.command.as_str() {
+                        report::ACK => match serde_json::from_slice::<Ack>(&inc.payload) {
+                            Ok(a) => self.ack(a.upto),
+                            Err(e) => return Ended::Lost(format!("malformed ack: {e}")),
+                        },
+                        report::RESUME => match serde_json::from_slice::<Resume>(&inc.payload) {
+                            Ok(r) => self.resume(r.resume_from),
+                            Err(e) => return Ended::Lost(format!("malformed resume: {e}")),
+                        },
+                        report::RECONNECT => {
+                            let why = serde_json::from_slice::<Reconnect>(&inc.payload)
+                                .map(|r| r.reason)
+                                .unwrap_or_default();
+                            self.drain(incoming, timing).await;
+                            return Ended::Asked(why);
+                        }
+                        other => {
+                            if let Some(reply) = inc.reply {
+                                reply.err(format!("unknown command '{other}'")).await;
+                            }
+                        }
+                    }
+                }
+                done = async { keepalive.as_mut().expect("guarded").await }, if keepalive.is_some() => {
+                    keepalive = None;
+                    if let Ok(Ok(_)) = done {
+                        last_rx = Instant::now();
+                    }
+                }
+                _ = &mut wake => {}
+                reason = peer.closed() => return Ended::Lost(reason),
+                _ = tokio::time::sleep_until(wake_at) => {
+                    if last_rx.elapsed() >= timing.time_reconnect {
+                        return Ended::Lost(format!(
+                            "no answer from the manager in {}s",
+                            timing.time_reconnect.as_secs()
+                        ));
+                    }
+                    if Instant::now() >= next_keepalive {
+                        next_keepalive = Instant::now() + timing.notify_time;
+                        if keepalive.is_none() {
+                            keepalive = Some(self.keepalive(peer, timing));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn keepalive(
+        &self,
+        peer: &wire::rpc::Peer,
+        timing: &Timing,
+    ) -> tokio::task::JoinHandle<Result<Vec<u8>, RpcError>> {
+        let (peer, timeout) = (peer.clone(), timing.time_reconnect);
+        let payload = self.keepalive_body.clone();
+        tokio::spawn(async move { peer.request(report::KEEPALIVE, payload, timeout).await })
+    }
+
+    /// Before leaving on request, give what was sent a moment to be acknowledged, so the next
+    /// node need not ask this one.
+    async fn drain(
+        &mut self,
+        incoming: &mut tokio::sync::mpsc::Receiver<wire::rpc::Incoming>,
+        timing: &Timing,
+    ) {
+        let until = Instant::now() + timing.notify_time.min(Duration::from_secs(5));
+        while self.shared.spool().acked() < self.sent {
+            let Ok(Some(inc)) = tokio::time::timeout_at(until, incoming.recv()).await else {
+                return;
+            };
+            if inc.command == report::ACK {
+                if let Ok(a) = serde_json::from_slice::<Ack>(&inc.payload) {
+                    self.ack(a.upto);
+                }
+            }
+        }
+    }
+}
+
+/// The keep-alive body for a profile.
+fn keepalive_body(p: &Profile) -> Vec<u8> {
+    serde_json::to_vec(&KeepAlive {
+        version: p.version.clone(),
+        os: p.os.clone(),
+        labels: p.labels.clone(),
+        config_profile: p.config_profile.clone(),
+    })
+    .unwrap_or_default()
+}
