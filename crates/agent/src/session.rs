@@ -270,17 +270,21 @@ impl<S: Spool> Sending<'_, S> {
             return None;
         }
         let max = (room as usize).min(BATCH_EVENTS);
-        let recs = match self
-            .shared
-            .spool()
-            .read_from(self.sent + 1, max, BATCH_BYTES)
-        {
+        let mut sp = self.shared.spool();
+        // Nothing leaves before it is durable here: after a power loss the spool could
+        // otherwise give these seqs to other events, which the manager would drop as repeats.
+        if let Err(e) = sp.sync() {
+            tracing::error!("cannot sync the spool: {e}");
+            return None;
+        }
+        let recs = match sp.read_from(self.sent + 1, max, BATCH_BYTES) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("cannot read the spool: {e}");
                 return None;
             }
         };
+        drop(sp);
         let last = recs.last()?.seq;
         let payload = report::encode_events(recs.iter().map(|r| EventRef {
             seq: r.seq,

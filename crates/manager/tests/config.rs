@@ -285,6 +285,7 @@ fn intervals_extension() {
       <master_integrity>1m</master_integrity>
       <reconnect>1h</reconnect>
       <request_timeout>1d</request_timeout>
+      <in_doubt_wait>45s</in_doubt_wait>
     </intervals>",
     ));
     assert_eq!(
@@ -297,6 +298,7 @@ fn intervals_extension() {
             master_integrity: Duration::from_secs(60),
             reconnect: Duration::from_secs(3600),
             request_timeout: Duration::from_secs(86_400),
+            in_doubt_wait: Duration::from_secs(45),
         }
     );
     // Only some set: the rest keep their defaults.

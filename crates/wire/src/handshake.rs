@@ -55,6 +55,21 @@ async fn read_hello<S: AsyncRead + Unpin>(s: &mut S) -> Result<[u8; 32], WireErr
     s.read_exact(&mut hello[..5])
         .await
         .map_err(WireError::from_io)?;
+    // A server may refuse before its hello (an agent it does not know): same rejection shape.
+    if hello[..4] == crate::REJECT_LEN.to_be_bytes() {
+        let mut n = [0u8; 2];
+        n[0] = hello[4];
+        s.read_exact(&mut n[1..])
+            .await
+            .map_err(WireError::from_io)?;
+        let mut reason = vec![0u8; usize::from(u16::from_be_bytes(n))];
+        s.read_exact(&mut reason)
+            .await
+            .map_err(WireError::from_io)?;
+        return Err(WireError::Rejected(
+            String::from_utf8_lossy(&reason).into_owned(),
+        ));
+    }
     check_prefix(&hello)?;
     s.read_exact(&mut hello[5..])
         .await

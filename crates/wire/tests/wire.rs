@@ -227,6 +227,44 @@ async fn raw_client_replay_and_tamper_over_tcp() {
 }
 
 #[tokio::test]
+async fn a_refusal_instead_of_a_hello_reaches_the_client() {
+    tokio::time::timeout(LIMIT, async {
+        let (l, addr) = listener().await;
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            s.write_all(&handshake::reject_bytes("agent 007 is not registered"))
+                .await
+                .unwrap();
+        });
+        let c = wire::connect(TcpStream::connect(addr).await.unwrap(), PSK).await;
+        match c {
+            Err(WireError::Rejected(r)) => assert_eq!(r, "agent 007 is not registered"),
+            other => panic!("client got {:?}", other.map(|_| ())),
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_agent_with_another_key_is_told_so() {
+    tokio::time::timeout(LIMIT, async {
+        let (l, addr) = listener().await;
+        tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let _ = wire::accept_with(s, PSK, "invalid key for agent 001").await;
+        });
+        let c = wire::connect(TcpStream::connect(addr).await.unwrap(), b"other").await;
+        match c {
+            Err(WireError::Rejected(r)) => assert_eq!(r, "invalid key for agent 001"),
+            other => panic!("client got {:?}", other.map(|_| ())),
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
 async fn wrong_psk_client_rejected_server_auth() {
     tokio::time::timeout(LIMIT, async {
         let (l, addr) = listener().await;

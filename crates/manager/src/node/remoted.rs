@@ -420,8 +420,9 @@ async fn run_session(node: Arc<Node>, s: Opened) {
                                 })
                                 .collect(),
                         };
-                        let archives = node.remoted.archives.clone();
-                        stores.spawn(async move { archives.store(batch).await.map_err(|e| e.to_string()) });
+                        // Queued now, in arrival order; only the wait for the disk is spawned.
+                        let stored = node.remoted.archives.store(batch);
+                        stores.spawn(async move { stored.await.map_err(|e| e.to_string()) });
                     }
                     (report::KEEPALIVE, Some(reply)) => {
                         if let Ok(k) = serde_json::from_slice::<KeepAlive>(&inc.payload) {

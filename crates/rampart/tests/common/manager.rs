@@ -95,6 +95,7 @@ impl NodeSpec {
       <master_integrity>1s</master_integrity>
       <reconnect>2s</reconnect>
       <request_timeout>10s</request_timeout>
+      <in_doubt_wait>30s</in_doubt_wait>
     </intervals>
   </cluster>
 </ossec_config>

@@ -1,6 +1,8 @@
 //! Helpers shared by the process-level tests.
 #![allow(dead_code)]
 
+pub mod agent;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
