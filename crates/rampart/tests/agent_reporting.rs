@@ -192,3 +192,196 @@ fn a_manager_can_make_an_agent_reconnect_and_drops_removed_agents() {
         agent.id().map(|i| format!("{i:03}")) != Some(id.clone())
     });
 }
+
+/// Opens a session by hand: preface, handshake with `key`, startup.
+async fn session(
+    port: u16,
+    id: u32,
+    key: &str,
+) -> Result<
+    (
+        wire::rpc::Peer,
+        tokio::sync::mpsc::Receiver<wire::rpc::Incoming>,
+    ),
+    String,
+> {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    s.write_all(&wire::report::preface(id))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (r, w) = wire::connect(s, key.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let (peer, inc) = wire::rpc::spawn_peer(r, w);
+    let startup = wire::report::Startup {
+        name: "x".into(),
+        ..Default::default()
+    };
+    peer.request(
+        wire::report::STARTUP,
+        serde_json::to_vec(&startup).unwrap_or_default(),
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok((peer, inc))
+}
+
+fn events(from: u64, n: u64) -> Vec<u8> {
+    let logs: Vec<String> = (from..from + n).map(|i| format!("event {i}")).collect();
+    wire::report::encode_events((from..from + n).zip(&logs).map(|(seq, l)| {
+        wire::report::EventRef {
+            seq,
+            ts_ms: 0,
+            location: "test",
+            log: l.as_bytes(),
+        }
+    }))
+}
+
+#[test]
+fn unknown_forged_and_wrong_key_agents_are_refused_without_harm_to_others() {
+    let mut master = Node::new(NodeSpec::master("master"));
+    master.start();
+    let rt = common::manager::runtime();
+    let port = master.spec.remote_port;
+    let enroll = |name: &str| {
+        let req = manager::authd::EnrollRequest {
+            password: None,
+            name: name.into(),
+            version: None,
+            groups: Vec::new(),
+            ip: None,
+            key_hash: None,
+        };
+        rt.block_on(manager::node::enroll::enroll_client(
+            master.auth_addr(),
+            &req,
+            None,
+        ))
+        .expect("enrolled")
+    };
+    let (good, other) = (enroll("good"), enroll("victim"));
+    rt.block_on(async {
+        let unknown = session(port, 999, &good.key).await.unwrap_err();
+        assert!(unknown.contains("agent 999 is not registered"), "{unknown}");
+        let wrong = session(port, good.id, &other.key).await.unwrap_err();
+        assert!(
+            wrong.contains(&format!("invalid key for agent {:03}", good.id)),
+            "{wrong}"
+        );
+
+        // A healthy session keeps working while another sends garbage.
+        let (peer, mut inc) = session(port, good.id, &good.key).await.expect("session");
+        let (bad, _bad_inc) = session(port, other.id, &other.key).await.expect("session");
+        bad.notify(wire::report::EVENTS, b"\x00\x00\x00\x05garbage".to_vec())
+            .await
+            .unwrap();
+        let reason = tokio::time::timeout(Duration::from_secs(10), bad.closed())
+            .await
+            .expect("the bad session is closed");
+        assert!(reason.contains("closed"), "{reason}");
+
+        // A raw forged frame (not sealed with the agent's key) closes only that connection.
+        {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            s.write_all(&wire::report::preface(other.id)).await.unwrap();
+            let (sealer, _opener) = wire::handshake::client(&mut s, other.key.as_bytes())
+                .await
+                .unwrap();
+            drop(sealer);
+            let mut forged = 64u32.to_be_bytes().to_vec();
+            forged.extend_from_slice(&[0xAB; 64]);
+            s.write_all(&forged).await.unwrap();
+            let mut buf = [0u8; 64];
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+                .await
+                .expect("closed in time")
+                .unwrap_or(0);
+            assert_eq!(n, 0, "the forged connection is closed");
+        }
+
+        peer.notify(wire::report::EVENTS, events(1, 10))
+            .await
+            .unwrap();
+        let ack = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let m = inc.recv().await.expect("open");
+                if m.command == wire::report::ACK {
+                    return serde_json::from_slice::<wire::report::Ack>(&m.payload).unwrap();
+                }
+            }
+        })
+        .await
+        .expect("acknowledged");
+        assert_eq!(ack.upto, 10);
+        // The same seqs again are duplicates: acknowledged, not stored twice.
+        peer.notify(wire::report::EVENTS, events(5, 10))
+            .await
+            .unwrap();
+        let ack = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let m = inc.recv().await.expect("open");
+                if m.command == wire::report::ACK {
+                    return serde_json::from_slice::<wire::report::Ack>(&m.payload).unwrap();
+                }
+            }
+        })
+        .await
+        .expect("acknowledged");
+        assert_eq!(ack.upto, 14);
+    });
+    let stored = archived(&[&master]);
+    let id = format!("{:03}", good.id);
+    let mut seqs: Vec<u64> = stored
+        .iter()
+        .filter(|e| e.agent == id)
+        .map(|e| e.seq)
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=14).collect::<Vec<_>>());
+    let log = master.log();
+    assert!(log.contains("Refused agent"), "{log}");
+    assert!(log.contains("malformed events"), "{log}");
+}
+
+#[test]
+fn a_full_spool_drops_the_oldest_and_says_so() {
+    let mut master = Node::new(NodeSpec::master("master"));
+    master.start();
+    let mut agent = Agent::new(
+        "busy1",
+        &[master.spec.remote_port],
+        master.spec.auth_port,
+        "  <client_buffer><queue_size>100</queue_size></client_buffer>",
+    );
+    agent.start();
+    let id = agent_id(&agent);
+    wait_for("the agent connected", LIMIT, || {
+        agent.stderr().contains("Connected to the server")
+    });
+    // The manager is away while 300 lines arrive: only the newest 100 can be kept.
+    master.kill9();
+    let writer = Writer::start(agent.log_file(), 300, Duration::from_millis(1));
+    writer.join();
+    wait_for("the drop warning", LIMIT, || {
+        agent.stderr().contains("dropped the")
+    });
+    master.start();
+    wait_archived(&[&master], &id, 100, LIMIT);
+    std::thread::sleep(Duration::from_millis(500));
+    let logs: Vec<String> = archived(&[&master])
+        .into_iter()
+        .filter(|e| e.agent == id)
+        .map(|e| e.log)
+        .collect();
+    assert_eq!(logs.len(), 100, "exactly the bound");
+    assert!(logs[0].starts_with("line-000201"), "{}", logs[0]);
+    assert!(logs[99].starts_with("line-000300"), "{}", logs[99]);
+}
