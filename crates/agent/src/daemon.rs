@@ -17,7 +17,7 @@ use crate::failover::{Attempts, Walk};
 use crate::keys;
 use crate::session::{self, Ended, Identity, Profile, Refused, Shared, Timing};
 use crate::source::{self, stdin, Tailer};
-use crate::spool::{DiskSpool, Spool};
+use crate::spool::{self, DiskSpool, Spool, SpoolOptions};
 
 /// How often appended events are made durable (a process kill keeps them anyway).
 const SYNC_EVERY: Duration = Duration::from_secs(1);
@@ -182,7 +182,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         ),
     };
     let spool_dir = home.join("queue").join("spool");
-    let spool = DiskSpool::open(&spool_dir, conf.buffer.queue_size)
+    let fresh = SpoolOptions {
+        first_seq: spool::fresh_base(),
+        ..SpoolOptions::default()
+    };
+    let spool = DiskSpool::open_with(&spool_dir, conf.buffer.queue_size, fresh)
         .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
     let shared = Arc::new(Shared::new(spool));
     {

@@ -18,7 +18,7 @@ use crate::failover::{Attempts, Walk};
 use crate::keys;
 use crate::session::{self, Identity, Profile, Shared, Timing};
 use crate::source::now_ms;
-use crate::spool::{MemSpool, Spool};
+use crate::spool::{fresh_base, MemSpool, Spool};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -96,6 +96,8 @@ impl std::fmt::Display for Summary {
 
 struct Sim {
     shared: Arc<Shared<MemSpool>>,
+    /// Seq of the agent's first event in this run.
+    first: u64,
 }
 
 /// Keys from `keys_dir/client.keys`, enrolling the missing agents (`prefix-00001`…).
@@ -303,8 +305,8 @@ fn totals(sims: &[Sim]) -> Summary {
         s.resent += st.resent.load(Ordering::Relaxed);
         s.sessions += st.sessions.load(Ordering::Relaxed);
         let sp = a.shared.spool();
-        s.generated += sp.next_seq() - 1;
-        s.acknowledged += sp.acked();
+        s.generated += sp.next_seq() - a.first;
+        s.acknowledged += sp.acked() + 1 - a.first;
         s.dropped += sp.dropped();
     }
     s.lost = s.generated.saturating_sub(s.acknowledged + s.dropped);
@@ -329,7 +331,9 @@ pub async fn run(o: Options) -> anyhow::Result<Summary> {
     let mut last_print = Instant::now();
     let tty = std::io::stderr().is_terminal();
     for ident in ids {
-        let shared = Arc::new(Shared::new(MemSpool::new(o.queue_size)));
+        let first = fresh_base();
+        let spool = MemSpool::starting_at(o.queue_size, first);
+        let shared = Arc::new(Shared::new(spool));
         tasks.spawn(generate(
             shared.clone(),
             ident.name.clone(),
@@ -337,7 +341,7 @@ pub async fn run(o: Options) -> anyhow::Result<Summary> {
             until,
         ));
         tasks.spawn(connect_loop(shared.clone(), ident, o.clone()));
-        sims.push(Sim { shared });
+        sims.push(Sim { shared, first });
         tokio::time::sleep(ramp).await;
         if o.progress && last_print.elapsed() >= Duration::from_secs(1) {
             last_print = Instant::now();

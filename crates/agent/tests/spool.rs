@@ -40,6 +40,7 @@ fn small() -> SpoolOptions {
         segment_bytes: 4096,
         cache_bytes: 1024,
         index_stride: 500,
+        first_seq: 1,
     }
 }
 
@@ -533,7 +534,7 @@ proptest! {
     #[test]
     fn disk_and_mem_agree(ops in proptest::collection::vec(op(), 1..60), bound in 1u64..80) {
         let d = TempDir::new().unwrap();
-        let opts = SpoolOptions { segment_bytes: 300, cache_bytes: 200, index_stride: 100 };
+        let opts = SpoolOptions { segment_bytes: 300, cache_bytes: 200, index_stride: 100, first_seq: 1 };
         let mut disk = DiskSpool::open_with(d.path(), bound, opts).unwrap();
         let mut mem = MemSpool::new(bound);
         let mut next_ev = 1;
@@ -578,4 +579,32 @@ proptest! {
         let pending_bytes = mem.pending() * encoded_len(&ev(1)) as u64 * 2;
         prop_assert!(held <= pending_bytes + 2 * (300 + 40 * 100), "{} on disk", held);
     }
+}
+
+#[test]
+fn a_new_spool_starts_where_it_is_told_and_keeps_its_numbering() {
+    let d = tempfile::tempdir().unwrap();
+    let opts = SpoolOptions {
+        first_seq: 5_000_000,
+        ..SpoolOptions::default()
+    };
+    {
+        let mut s = DiskSpool::open_with(d.path(), 100, opts).unwrap();
+        assert_eq!(
+            (s.next_seq(), s.acked(), s.pending()),
+            (5_000_000, 4_999_999, 0)
+        );
+        assert_eq!(s.append(evs(1..=3)).unwrap().first, 5_000_000);
+    }
+    // Reopened later with another base: the existing numbering wins.
+    let later = SpoolOptions {
+        first_seq: 9_000_000,
+        ..SpoolOptions::default()
+    };
+    let mut s = DiskSpool::open_with(d.path(), 100, later).unwrap();
+    assert_eq!(s.next_seq(), 5_000_003);
+    s.ack(5_000_002).unwrap();
+    let m = MemSpool::starting_at(10, 77);
+    assert_eq!((m.next_seq(), m.acked()), (77, 76));
+    assert!(agent::spool::fresh_base() > 1 << 40, "the clock times 1024");
 }

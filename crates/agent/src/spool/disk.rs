@@ -63,6 +63,9 @@ pub struct SpoolOptions {
     /// Bytes of segment between in-memory index entries: a disk read seeks to the nearest
     /// entry and decodes forward from there.
     pub index_stride: u64,
+    /// Seq of the first event of a spool created now (an existing one keeps its numbering);
+    /// production passes [`super::fresh_base`].
+    pub first_seq: u64,
 }
 
 impl Default for SpoolOptions {
@@ -71,6 +74,7 @@ impl Default for SpoolOptions {
             segment_bytes: 16 << 20,
             cache_bytes: 8 << 20,
             index_stride: 64 << 10,
+            first_seq: 1,
         }
     }
 }
@@ -264,20 +268,18 @@ impl DiskSpool {
             _ => {}
         }
         let state_path = dir.join(STATE);
-        let state: StateFile = match fs::read(&state_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| SpoolError::State {
-                path: state_path.clone(),
-                source,
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => StateFile::default(),
+        let state: Option<StateFile> = match fs::read(&state_path) {
+            Ok(bytes) => {
+                Some(
+                    serde_json::from_slice(&bytes).map_err(|source| SpoolError::State {
+                        path: state_path.clone(),
+                        source,
+                    })?,
+                )
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_err(&state_path)(e)),
         };
-
-        let mut win = Window::new(queue_size);
-        win.acked = state.acked;
-        win.floor = state.floor.max(1);
-        win.dropped = state.dropped;
-        let start = win.start();
 
         let mut firsts = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_err(dir))? {
@@ -287,6 +289,21 @@ impl DiskSpool {
             }
         }
         firsts.sort_unstable();
+
+        let mut win = match (&state, firsts.first()) {
+            (Some(st), _) => {
+                let mut w = Window::new(queue_size);
+                w.acked = st.acked;
+                w.floor = st.floor.max(1);
+                w.dropped = st.dropped;
+                w
+            }
+            // Segments without a state file: numbering continues from the oldest segment.
+            (None, Some(&first)) => Window::starting_at(queue_size, first),
+            (None, None) => Window::starting_at(queue_size, opts.first_seq),
+        };
+        let state = state.unwrap_or_default();
+        let start = win.start();
 
         // Records overlay the state's positions: any record still on disk is at least as new.
         let mut positions = state.positions;
@@ -320,7 +337,7 @@ impl DiskSpool {
             segments.insert(first, scanned.seg);
         }
 
-        let last_end = segments.values().next_back().map(|s| s.end).unwrap_or(1);
+        let last_end = segments.values().next_back().map_or(1, |s| s.end);
         win.next_seq = last_end.max(win.acked + 1).max(win.floor);
         let dropped = win.enforce();
         if dropped > 0 {

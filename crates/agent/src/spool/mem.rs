@@ -17,8 +17,13 @@ pub struct MemSpool {
 
 impl MemSpool {
     pub fn new(queue_size: u64) -> MemSpool {
+        Self::starting_at(queue_size, 1)
+    }
+
+    /// A spool whose first event gets seq `first` (see [`super::fresh_base`]).
+    pub fn starting_at(queue_size: u64, first: u64) -> MemSpool {
         MemSpool {
-            win: Window::new(queue_size),
+            win: Window::starting_at(queue_size, first),
             held: Cache::new(usize::MAX),
             session_node: None,
             positions: BTreeMap::new(),

@@ -62,6 +62,21 @@ pub trait Spool: Send + 'static {
     fn positions(&self) -> BTreeMap<String, SourcePos>;
 }
 
+/// Where a brand-new spool starts counting: the wall clock in milliseconds times 1024.
+///
+/// Managers remember the highest seq they stored per agent and drop anything at or below it.
+/// An agent whose spool was lost (reinstalled, or the simulator's memory spool in a new
+/// process) must not count from 1 again, or its new events would be dropped as repeats. Each
+/// new spool starts past any seq an older one could have reached unless that one produced
+/// more than a million events a second; the numbers stay below 2^53, exact in JSON.
+pub fn fresh_base() -> u64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    ms.saturating_mul(1024).max(1)
+}
+
 /// The seq counters shared by both spools; pure so the bound arithmetic is tested once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Window {
@@ -74,6 +89,17 @@ pub(crate) struct Window {
 }
 
 impl Window {
+    /// A new spool whose first event gets `first`.
+    pub fn starting_at(queue_size: u64, first: u64) -> Window {
+        let first = first.max(1);
+        Window {
+            next_seq: first,
+            acked: first - 1,
+            floor: first,
+            ..Window::new(queue_size)
+        }
+    }
+
     /// A bound of 0 would drop every event as it arrives; it is taken as 1.
     pub fn new(queue_size: u64) -> Window {
         Window {
