@@ -114,9 +114,25 @@ start_lb() { # kind -> pids in LBPIDS
 }
 stop_lb() { kill "${LBPIDS[@]}" 2>/dev/null || true; wait "${LBPIDS[@]}" 2>/dev/null || true; }
 
+restart_workers() {
+  for n in worker1 worker2; do
+    kill "${NODEPID[$n]}"; wait "${NODEPID[$n]}" 2>/dev/null || true
+    "$BIN" manager --home "$W/$n" 2>>"$W/$n/stderr.log" &
+    NODEPID[$n]=$!; PIDS+=($!)
+  done
+  for n in worker1 worker2; do
+    for _ in $(seq 200); do
+      "$BIN" cluster --home "$W/$n" status 2>/dev/null | grep -q '"connected_to_master": *true' && break
+      sleep 0.1
+    done
+  done
+}
+
 declare -A EPS LBMEM MGRMEM LOST CONN
 for kind in $BALANCERS; do
   for r in $(seq "$RUNS"); do
+    # Fresh workers each run: memory a previous run left in their allocator would hide the cost.
+    restart_workers
     start_lb "$kind"
     lb0=$(rss_kb "${LBPIDS[@]}"); m0=$(rss_kb "${NODEPID[worker1]}" "${NODEPID[worker2]}")
     out="$W/sim-$kind-$r.txt"
