@@ -164,7 +164,7 @@ pub async fn run<S: Spool>(
         .write_all(&report::preface(ident.id))
         .await
         .map_err(|e| Refused::Unreachable(e.to_string()))?;
-    let (reader, writer) = wire::connect(stream, ident.key.as_bytes())
+    let (reader, writer) = wire::connect_sized(stream, ident.key.as_bytes(), report::READ_BUFFER)
         .await
         .map_err(wire_err)?;
     let (peer, mut incoming) = wire::rpc::spawn_peer(reader, writer);
@@ -358,7 +358,7 @@ impl<S: Spool> Sending<'_, S> {
                         }
                     }
                 }
-                done = async { keepalive.as_mut().expect("guarded").await }, if keepalive.is_some() => {
+                done = pending_join(&mut keepalive), if keepalive.is_some() => {
                     keepalive = None;
                     if let Ok(Ok(_)) = done {
                         last_rx = Instant::now();
@@ -412,6 +412,16 @@ impl<S: Spool> Sending<'_, S> {
                 }
             }
         }
+    }
+}
+
+/// Waits for the task if there is one (never resolves otherwise).
+async fn pending_join<T>(
+    h: &mut Option<tokio::task::JoinHandle<T>>,
+) -> Result<T, tokio::task::JoinError> {
+    match h {
+        Some(h) => h.await,
+        None => std::future::pending().await,
     }
 }
 

@@ -385,3 +385,123 @@ fn a_full_spool_drops_the_oldest_and_says_so() {
     assert!(logs[0].starts_with("line-000201"), "{}", logs[0]);
     assert!(logs[99].starts_with("line-000300"), "{}", logs[99]);
 }
+
+#[test]
+fn a_rotated_log_file_is_read_to_the_end_and_followed() {
+    let mut master = Node::new(NodeSpec::master("master"));
+    master.start();
+    let mut agent = Agent::new(
+        "rot1",
+        &[master.spec.remote_port],
+        master.spec.auth_port,
+        "",
+    );
+    agent.start();
+    let id = agent_id(&agent);
+    let log = agent.log_file();
+    let append = |path: &std::path::Path, from: usize, to: usize| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open");
+        for i in from..=to {
+            writeln!(f, "line-{i:06} some payload to make the event longer").expect("write");
+        }
+    };
+    append(&log, 1, 300);
+    wait_archived(&[&master], &id, 300, LIMIT);
+    // logrotate's default: rename, the writer still appends to the old file for a moment,
+    // then a new file appears under the name.
+    let rotated = log.with_extension("log.1");
+    std::fs::rename(&log, &rotated).expect("rename");
+    append(&rotated, 301, 400);
+    append(&log, 401, 600);
+    wait_archived(&[&master], &id, 600, LIMIT);
+    assert_exactly_once(&archived(&[&master]), &id, 600);
+}
+
+#[test]
+fn stdin_events_are_reported_and_the_agent_exits_once_all_are_stored() {
+    use std::io::Write;
+    let mut master = Node::new(NodeSpec::master("master"));
+    master.start();
+    let agent = Agent::new(
+        "pipe1",
+        &[master.spec.remote_port],
+        master.spec.auth_port,
+        "",
+    );
+    // No <localfile>: stdin only.
+    let conf = std::fs::read_to_string(agent.home().join("etc/ossec.conf")).expect("conf");
+    let start = conf.find("  <localfile>").expect("localfile");
+    let end = conf.find("</localfile>").expect("end") + "</localfile>".len();
+    let conf = format!("{}{}", &conf[..start], &conf[end..]);
+    std::fs::write(agent.home().join("etc/ossec.conf"), conf).expect("write conf");
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["agent", "--stdin", "--home"])
+        .arg(agent.home())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        for i in 1..=500 {
+            writeln!(stdin, "line-{i:06} some payload to make the event longer").expect("pipe");
+        }
+    }
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(start.elapsed() < LIMIT, "the agent did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
+    let id = format!("{:03}", agent.id().expect("enrolled"));
+    let all = archived(&[&master]);
+    assert_exactly_once(&all, &id, 500);
+    assert!(all.iter().all(|e| e.agent != id || !e.log.is_empty()));
+}
+
+#[test]
+fn the_simulator_enrolls_reports_and_sums_up() {
+    let mut master = Node::new(NodeSpec::master("master"));
+    master.start();
+    let keys = common::Dir::new("sim-keys");
+    let run = || {
+        std::process::Command::new(common::BIN)
+            .args([
+                "simulate", "-q", "--json", "--agents", "40", "--events", "25", "--rate", "50",
+            ])
+            .args(["--size", "200", "--enroll"])
+            .arg(format!("127.0.0.1:{}", master.spec.auth_port))
+            .arg("--server")
+            .arg(format!("127.0.0.1:{}", master.spec.remote_port))
+            .arg("--keys")
+            .arg(&keys.0)
+            .output()
+            .expect("simulate")
+    };
+    let out = run();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    let summary: serde_json::Value =
+        serde_json::from_str(text.lines().last().expect("json")).expect("summary");
+    assert_eq!(summary["agents"], 40);
+    assert_eq!(summary["peak_connected"], 40);
+    assert_eq!(summary["generated"], 1000);
+    assert_eq!(summary["acknowledged"], 1000);
+    assert_eq!(summary["lost"], 0);
+    assert!(text.contains("lost               0"), "{text}");
+    // A second run reuses the keys and its events are stored too (not taken for repeats).
+    let out = run();
+    assert!(out.status.success());
+    assert_eq!(archived(&[&master]).len(), 2000);
+    let keys_text = std::fs::read_to_string(keys.0.join("client.keys")).expect("keys");
+    assert_eq!(keys_text.lines().count(), 40);
+}

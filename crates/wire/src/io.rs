@@ -81,8 +81,14 @@ pub struct MsgReader<R> {
 impl<R: AsyncRead + Unpin> MsgReader<R> {
     /// Wraps a stream whose handshake is done (see [`handshake`]).
     pub fn new(inner: R, opener: Opener) -> MsgReader<R> {
+        Self::with_buffer(inner, opener, READ_BUFFER)
+    }
+
+    /// As [`MsgReader::new`] with a read buffer of `size` bytes: thousands of mostly idle
+    /// agent sessions want a small one, a bulk transfer a large one.
+    pub fn with_buffer(inner: R, opener: Opener, size: usize) -> MsgReader<R> {
         MsgReader {
-            inner: BufReader::with_capacity(READ_BUFFER, inner),
+            inner: BufReader::with_capacity(size, inner),
             opener,
             buf: Vec::new(),
             pending: None,
@@ -233,13 +239,28 @@ type Halves<S> = (MsgReader<ReadHalf<S>>, MsgWriter<WriteHalf<S>>);
 
 /// Client side: handshake on `stream`, then split it into a reader and a writer.
 /// A server holding another cluster key makes this fail with `Rejected("wrong cluster key")`.
-pub async fn connect<S>(mut stream: S, psk: &[u8]) -> Result<Halves<S>, WireError>
+pub async fn connect<S>(stream: S, psk: &[u8]) -> Result<Halves<S>, WireError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    connect_sized(stream, psk, READ_BUFFER).await
+}
+
+/// [`connect`] with a read buffer of `read_buffer` bytes (see [`MsgReader::with_buffer`]).
+pub async fn connect_sized<S>(
+    mut stream: S,
+    psk: &[u8],
+    read_buffer: usize,
+) -> Result<Halves<S>, WireError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sealer, opener) = bounded(handshake::client(&mut stream, psk)).await?;
     let (r, w) = tokio::io::split(stream);
-    Ok((MsgReader::new(r, opener), MsgWriter::new(w, sealer)))
+    Ok((
+        MsgReader::with_buffer(r, opener, read_buffer),
+        MsgWriter::new(w, sealer),
+    ))
 }
 
 /// Server side: handshake on `stream`, then split it. A client holding another cluster key
@@ -248,21 +269,26 @@ pub async fn accept<S>(stream: S, psk: &[u8]) -> Result<Halves<S>, WireError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    accept_with(stream, psk, handshake::WRONG_KEY).await
+    accept_with(stream, psk, handshake::WRONG_KEY, READ_BUFFER).await
 }
 
-/// [`accept`] telling a client with another key `wrong_key` instead of "wrong cluster key".
+/// [`accept`] telling a client with another key `wrong_key` instead of "wrong cluster key",
+/// with a read buffer of `read_buffer` bytes.
 pub async fn accept_with<S>(
     mut stream: S,
     psk: &[u8],
     wrong_key: &str,
+    read_buffer: usize,
 ) -> Result<Halves<S>, WireError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sealer, opener) = bounded(handshake::server_with(&mut stream, psk, wrong_key)).await?;
     let (r, w) = tokio::io::split(stream);
-    Ok((MsgReader::new(r, opener), MsgWriter::new(w, sealer)))
+    Ok((
+        MsgReader::with_buffer(r, opener, read_buffer),
+        MsgWriter::new(w, sealer),
+    ))
 }
 
 #[cfg(test)]

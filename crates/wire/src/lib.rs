@@ -15,7 +15,10 @@ pub mod report;
 pub mod rpc;
 pub mod seal;
 
-pub use io::{accept, accept_with, connect, MsgReader, MsgWriter, BODY_TIMEOUT, HANDSHAKE_TIMEOUT};
+pub use io::{
+    accept, accept_with, connect, connect_sized, MsgReader, MsgWriter, BODY_TIMEOUT,
+    HANDSHAKE_TIMEOUT,
+};
 pub use seal::seal_frame;
 
 /// Largest payload chunk carried by one frame; bigger messages are split.

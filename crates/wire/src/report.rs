@@ -31,6 +31,8 @@ pub const RECONNECT: &str = "reconnect";
 pub const MAX_LOG: usize = 65536;
 /// Longest `location`.
 pub const MAX_LOCATION: usize = 4096;
+/// Read buffer of an agent session: most messages are a few KiB and most sessions are idle.
+pub const READ_BUFFER: usize = 4 << 10;
 /// Most events in one `events` message.
 pub const MAX_BATCH: usize = 65536;
 

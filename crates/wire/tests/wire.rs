@@ -252,7 +252,7 @@ async fn an_agent_with_another_key_is_told_so() {
         let (l, addr) = listener().await;
         tokio::spawn(async move {
             let (s, _) = l.accept().await.unwrap();
-            let _ = wire::accept_with(s, PSK, "invalid key for agent 001").await;
+            let _ = wire::accept_with(s, PSK, "invalid key for agent 001", 4096).await;
         });
         let c = wire::connect(TcpStream::connect(addr).await.unwrap(), b"other").await;
         match c {

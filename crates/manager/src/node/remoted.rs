@@ -215,7 +215,14 @@ async fn open_session(node: &Arc<Node>, mut stream: TcpStream, addr: SocketAddr)
         return None;
     };
     let wrong_key = format!("invalid key for agent {id:03}");
-    let (reader, writer) = match wire::accept_with(stream, agent.key.as_bytes(), &wrong_key).await {
+    let (reader, writer) = match wire::accept_with(
+        stream,
+        agent.key.as_bytes(),
+        &wrong_key,
+        report::READ_BUFFER,
+    )
+    .await
+    {
         Ok(rw) => rw,
         Err(WireError::Auth) => {
             refuse(node, addr, &format!("{wrong_key} ({})", agent.name));
