@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use wire::report::{self, Ack, KeepAlive, Reconnect, Resume, Startup, Welcome};
 use wire::rpc::{Incoming, Peer};
@@ -45,6 +45,8 @@ struct Session {
     peer: Peer,
     /// The key the session was opened with: a re-enrolled agent gets a new one.
     key: String,
+    /// Turns true once the session ended and everything it queued is on disk.
+    ended: watch::Receiver<bool>,
 }
 
 /// The node's side of every agent session.
@@ -67,6 +69,20 @@ impl Remoted {
 
     pub fn connected(&self) -> usize {
         lock(&self.sessions).len()
+    }
+
+    /// This node's high-water mark for `agent`, final: a session the agent may still have
+    /// here (half-open after a network cut) is closed first and its queued batches stored,
+    /// so nothing lands after the answer.
+    pub async fn settled_high_water(&self, agent: u32) -> u64 {
+        let session = lock(&self.sessions)
+            .get(&agent)
+            .map(|s| (s.peer.clone(), s.ended.clone()));
+        if let Some((peer, mut ended)) = session {
+            peer.close();
+            let _ = tokio::time::timeout(STARTUP_TIMEOUT, ended.wait_for(|e| *e)).await;
+        }
+        self.archives.high_water(agent)
     }
 
     /// Asks the named agents connected here to reconnect; returns how many were.
@@ -178,6 +194,7 @@ struct Opened {
     serial: u64,
     /// Everything ≤ this is stored somewhere; `None` until the previous node answered.
     floor: Option<u64>,
+    ended: watch::Sender<bool>,
 }
 
 fn refuse(node: &Node, addr: SocketAddr, why: &str) {
@@ -262,12 +279,14 @@ async fn open_session(node: &Arc<Node>, mut stream: TcpStream, addr: SocketAddr)
         }
     };
     let serial = node.remoted.serial.fetch_add(1, Ordering::Relaxed);
+    let (ended, ended_rx) = watch::channel(false);
     let old = lock(&node.remoted.sessions).insert(
         id,
         Session {
             serial,
             peer: peer.clone(),
             key: agent.key.clone(),
+            ended: ended_rx,
         },
     );
     if let Some(old) = old {
@@ -294,6 +313,7 @@ async fn open_session(node: &Arc<Node>, mut stream: TcpStream, addr: SocketAddr)
         startup,
         serial,
         floor,
+        ended,
     })
 }
 
@@ -339,6 +359,7 @@ async fn run_session(node: Arc<Node>, s: Opened) {
         startup,
         serial,
         mut floor,
+        ended,
     } = s;
     let tag = node.tag();
     let id = agent.id;
@@ -447,6 +468,9 @@ async fn run_session(node: Arc<Node>, s: Opened) {
         }
     };
     peer.close();
+    // What was queued will be written anyway: wait for it, so `settled_high_water` is final.
+    while stores.join_next().await.is_some() {}
+    ended.send_replace(true);
     let current = {
         let mut sessions = lock(&node.remoted.sessions);
         if sessions.get(&id).map(|s| s.serial) == Some(serial) {
@@ -504,7 +528,7 @@ async fn resolve_prev(node: &Node, who: &str, prev: &str, agent: u32) -> Option<
 /// Where `target` stands for `agent`, asked through the cluster.
 pub async fn query_seq(node: &Node, target: &str, agent: u32) -> SeqAnswer {
     if target == node.conf.cluster.node_name {
-        return SeqAnswer::Stored(node.remoted.archives.high_water(agent));
+        return SeqAnswer::Stored(node.remoted.settled_high_water(agent).await);
     }
     let timeout = node.conf.cluster.intervals.request_timeout;
     match &node.role {

@@ -229,8 +229,12 @@ async fn run_session(
                 (proto::SEQ_LOCAL, Some(reply)) => {
                     match serde_json::from_slice::<u32>(&inc.payload) {
                         Ok(id) => {
-                            let hw = node2.remoted.archives.high_water(id);
-                            reply.ok(serde_json::to_vec(&hw).unwrap_or_default()).await
+                            // May wait for a closing session: never hold up other requests.
+                            let node = node2.clone();
+                            tokio::spawn(async move {
+                                let hw = node.remoted.settled_high_water(id).await;
+                                reply.ok(serde_json::to_vec(&hw).unwrap_or_default()).await
+                            });
                         }
                         Err(e) => reply.err(format!("malformed agent id: {e}")).await,
                     }
