@@ -155,7 +155,9 @@ pub async fn run<S: Spool>(
     timing: &Timing,
     addr: &str,
 ) -> Result<Ended, Refused> {
-    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    // A hung manager (accepting, never answering) costs one time-reconnect per attempt.
+    let limit = timing.time_reconnect.min(CONNECT_TIMEOUT);
+    let mut stream = tokio::time::timeout(limit, TcpStream::connect(addr))
         .await
         .map_err(|_| Refused::Unreachable(format!("{addr}: connect timed out")))?
         .map_err(|e| Refused::Unreachable(format!("{addr}: {e}")))?;
@@ -164,8 +166,10 @@ pub async fn run<S: Spool>(
         .write_all(&report::preface(ident.id))
         .await
         .map_err(|e| Refused::Unreachable(e.to_string()))?;
-    let (reader, writer) = wire::connect_sized(stream, ident.key.as_bytes(), report::READ_BUFFER)
+    let handshake = wire::connect_sized(stream, ident.key.as_bytes(), report::READ_BUFFER);
+    let (reader, writer) = tokio::time::timeout(timing.time_reconnect, handshake)
         .await
+        .map_err(|_| Refused::Unreachable(format!("{addr}: no handshake in time")))?
         .map_err(wire_err)?;
     let (peer, mut incoming) = wire::rpc::spawn_peer(reader, writer);
 

@@ -505,3 +505,50 @@ fn the_simulator_enrolls_reports_and_sums_up() {
     let keys_text = std::fs::read_to_string(keys.0.join("client.keys")).expect("keys");
     assert_eq!(keys_text.lines().count(), 40);
 }
+
+fn signal(n: &Node, sig: &str) {
+    let pid = n.proc.as_ref().expect("running").0.id();
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+#[test]
+fn a_hung_manager_is_left_after_time_reconnect() {
+    let mspec = NodeSpec::master("master");
+    let wspec = NodeSpec::worker("worker1", &mspec);
+    let (mut master, mut w1) = (Node::new(mspec), Node::new(wspec));
+    master.start();
+    w1.start();
+    let mut agent = Agent::new(
+        "hang1",
+        &[w1.spec.remote_port, master.spec.remote_port],
+        master.spec.auth_port,
+        "",
+    );
+    agent.start();
+    let id = agent_id(&agent);
+    let writer = Writer::start(agent.log_file(), 2000, PACE);
+    writer.wait_until(500);
+    wait_for("events on worker1", LIMIT, || {
+        archived(&[&w1]).iter().any(|e| e.agent == id)
+    });
+    // Frozen, not dead: the kernel still accepts connections, nothing answers.
+    signal(&w1, "-STOP");
+    wait_for("the agent to give up on worker1", LIMIT, || {
+        agent.stderr().contains("no answer from the manager in 5s")
+    });
+    wait_for("the master to wait for worker1", LIMIT, || {
+        master.log().contains("waiting for node worker1")
+    });
+    signal(&w1, "-CONT");
+    wait_for("events on the master", LIMIT, || {
+        archived(&[&master]).iter().any(|e| e.agent == id)
+    });
+    writer.join();
+    wait_archived(&[&w1, &master], &id, 2000, LIMIT);
+    assert_exactly_once(&archived(&[&w1, &master]), &id, 2000);
+}
