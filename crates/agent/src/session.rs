@@ -3,7 +3,6 @@
 //! keep-alives, and end when the manager goes quiet, closes, or asks for a reconnect.
 //! Shared by `rampart agent` and every simulated agent.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -42,14 +41,8 @@ impl std::fmt::Debug for Identity {
     }
 }
 
-/// What keep-alives carry.
-#[derive(Debug, Clone, Default)]
-pub struct Profile {
-    pub version: String,
-    pub os: String,
-    pub labels: BTreeMap<String, String>,
-    pub config_profile: Vec<String>,
-}
+/// What startup and keep-alives carry: version, OS, labels, config profile.
+pub type Profile = KeepAlive;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -179,10 +172,7 @@ pub async fn run<S: Spool>(
     };
     let startup = Startup {
         name: ident.name.clone(),
-        version: profile.version.clone(),
-        os: profile.os.clone(),
-        labels: profile.labels.clone(),
-        config_profile: profile.config_profile.clone(),
+        info: profile.clone(),
         acked,
         next_seq,
         prev_node,
@@ -431,11 +421,5 @@ async fn pending_join<T>(
 
 /// The keep-alive body for a profile.
 fn keepalive_body(p: &Profile) -> Vec<u8> {
-    serde_json::to_vec(&KeepAlive {
-        version: p.version.clone(),
-        os: p.os.clone(),
-        labels: p.labels.clone(),
-        config_profile: p.config_profile.clone(),
-    })
-    .unwrap_or_default()
+    serde_json::to_vec(p).unwrap_or_default()
 }

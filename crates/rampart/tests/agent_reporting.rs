@@ -42,6 +42,24 @@ fn serving(nodes: &[&Node], agent: &str) -> usize {
     best.0
 }
 
+/// A master, worker1, and an agent whose failover list is worker1 then the master.
+fn worker_then_master(name: &str) -> (Node, Node, Agent, String) {
+    let mspec = NodeSpec::master("master");
+    let wspec = NodeSpec::worker("worker1", &mspec);
+    let (mut master, mut w1) = (Node::new(mspec), Node::new(wspec));
+    master.start();
+    w1.start();
+    let mut agent = Agent::new(
+        name,
+        &[w1.spec.remote_port, master.spec.remote_port],
+        master.spec.auth_port,
+        "",
+    );
+    agent.start();
+    let id = agent_id(&agent);
+    (master, w1, agent, id)
+}
+
 #[test]
 fn through_the_balancer_a_killed_worker_loses_and_duplicates_nothing() {
     let mspec = NodeSpec::master("master");
@@ -113,19 +131,7 @@ fn an_agent_killed_mid_stream_resumes_without_loss_or_repeat() {
 
 #[test]
 fn a_failover_list_cycles_between_two_managers() {
-    let mspec = NodeSpec::master("master");
-    let wspec = NodeSpec::worker("worker1", &mspec);
-    let (mut master, mut w1) = (Node::new(mspec), Node::new(wspec));
-    master.start();
-    w1.start();
-    let mut agent = Agent::new(
-        "mail1",
-        &[w1.spec.remote_port, master.spec.remote_port],
-        master.spec.auth_port,
-        "",
-    );
-    agent.start();
-    let id = agent_id(&agent);
+    let (mut master, mut w1, agent, id) = worker_then_master("mail1");
     let writer = Writer::start(agent.log_file(), TOTAL, PACE);
     writer.wait_until(TOTAL / 4);
     wait_for("events on worker1", LIMIT, || {
@@ -518,19 +524,7 @@ fn signal(n: &Node, sig: &str) {
 
 #[test]
 fn a_hung_manager_is_left_after_time_reconnect() {
-    let mspec = NodeSpec::master("master");
-    let wspec = NodeSpec::worker("worker1", &mspec);
-    let (mut master, mut w1) = (Node::new(mspec), Node::new(wspec));
-    master.start();
-    w1.start();
-    let mut agent = Agent::new(
-        "hang1",
-        &[w1.spec.remote_port, master.spec.remote_port],
-        master.spec.auth_port,
-        "",
-    );
-    agent.start();
-    let id = agent_id(&agent);
+    let (master, w1, agent, id) = worker_then_master("hang1");
     let writer = Writer::start(agent.log_file(), 2000, PACE);
     writer.wait_until(500);
     wait_for("events on worker1", LIMIT, || {

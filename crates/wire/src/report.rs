@@ -59,12 +59,9 @@ pub fn parse_preface(p: &[u8; PREFACE_LEN]) -> Result<u32, String> {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct Startup {
     pub name: String,
-    pub version: String,
-    pub os: String,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub config_profile: Vec<String>,
+    /// What keep-alives will carry too.
+    #[serde(flatten)]
+    pub info: KeepAlive,
     /// Highest seq the agent knows to be stored.
     pub acked: u64,
     /// Seq the agent's next new event will get.

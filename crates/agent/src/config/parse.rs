@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use manager::config::parse::{elements, wrap, ROOT};
+use manager::config::parse::{document, elements, wrap};
 use manager::config::values::{self, Unit};
 use roxmltree::{Document, Node};
 
@@ -83,21 +83,7 @@ struct State {
 
 pub(super) fn parse(text: &str, path: &Path, home: &Path) -> Result<AgentConf, ConfigErrors> {
     let wrapped = wrap(text);
-    let doc = match Document::parse(&wrapped) {
-        Ok(doc) => doc,
-        Err(e) => {
-            let msg = e
-                .to_string()
-                .replace(&format!("'{ROOT}'"), "end of file")
-                .replace(ROOT, "end of file");
-            return Err(ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                line: e.pos().row,
-                element: String::new(),
-                message: format!("invalid XML: {msg}; fix the markup"),
-            }]));
-        }
-    };
+    let doc = document(&wrapped, path)?;
     let mut w = Walker {
         file: path,
         home,

@@ -13,7 +13,7 @@ use super::{
 };
 
 /// Synthetic root; it is put on the first line so line numbers stay those of the file.
-pub const ROOT: &str = "rampart_root";
+const ROOT: &str = "rampart_root";
 
 const CLUSTER_KNOWN: &[&str] = &[
     "name",
@@ -111,23 +111,26 @@ const REMOTE_KNOWN: &[&str] = &[
 /// remoted's accepted `<queue_size>` range.
 const QUEUE_SIZE_MAX: u32 = 262_144;
 
+/// Parses text [`wrap`]ped under the synthetic root; an XML error names the file and line
+/// (and never the synthetic root).
+pub fn document<'a>(wrapped: &'a str, path: &Path) -> Result<Document<'a>, ConfigErrors> {
+    Document::parse(wrapped).map_err(|e| {
+        let msg = e
+            .to_string()
+            .replace(&format!("'{ROOT}'"), "end of file")
+            .replace(ROOT, "end of file");
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: e.pos().row,
+            element: String::new(),
+            message: format!("invalid XML: {msg}; fix the markup"),
+        }])
+    })
+}
+
 pub(super) fn parse(text: &str, path: &Path) -> Result<OssecConf, ConfigErrors> {
     let wrapped = wrap(text);
-    let doc = match Document::parse(&wrapped) {
-        Ok(doc) => doc,
-        Err(e) => {
-            let msg = e
-                .to_string()
-                .replace(&format!("'{ROOT}'"), "end of file")
-                .replace(ROOT, "end of file");
-            return Err(ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                line: e.pos().row,
-                element: String::new(),
-                message: format!("invalid XML: {msg}; fix the markup"),
-            }]));
-        }
-    };
+    let doc = document(&wrapped, path)?;
     let mut w = Walker {
         file: path,
         doc: &doc,

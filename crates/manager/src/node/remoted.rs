@@ -368,12 +368,7 @@ async fn run_session(node: Arc<Node>, s: Opened) {
         node.log
             .warning(&tag, SUB, format!("{who} calls itself '{}'.", startup.name));
     }
-    let mut info = KeepAlive {
-        version: startup.version.clone(),
-        os: startup.os.clone(),
-        labels: startup.labels.clone(),
-        config_profile: startup.config_profile.clone(),
-    };
+    let mut info = startup.info.clone();
     lock(&node.connected).insert(id, report_of(&agent, &info, AgentStatus::Active));
     node.log
         .info(&tag, SUB, format!("{who} connected from {addr}."));
