@@ -62,8 +62,30 @@ fn os_name() -> String {
     pretty.unwrap_or_else(|| std::env::consts::OS.to_string())
 }
 
+/// Refusals as an unknown agent, in a row, before enrolling again: one may come from a
+/// worker whose copy of the registry lags.
+const REFUSALS_BEFORE_ENROLLING: u32 = 3;
+
 /// Enrolls until it works, `retry_interval` apart (as agent-auth retried by agentd).
 async fn enroll_until_done(conf: &AgentConf, keys_path: &Path) -> anyhow::Result<Identity> {
+    loop {
+        match enroll_once(conf, keys_path).await {
+            Ok(i) => return Ok(i),
+            Err(EnrollFailure::Local(e)) => return Err(e),
+            Err(EnrollFailure::Remote(wait)) => tokio::time::sleep(wait).await,
+        }
+    }
+}
+
+enum EnrollFailure {
+    /// Cannot go on here (unreadable password file, unwritable key file).
+    Local(anyhow::Error),
+    /// The manager refused or was unreachable: try again after this long.
+    Remote(Duration),
+}
+
+/// One enrollment attempt; the key is stored (0600) on success.
+async fn enroll_once(conf: &AgentConf, keys_path: &Path) -> Result<Identity, EnrollFailure> {
     let e = &conf.enrollment;
     let host = conf.enrollment_address().to_string();
     let ask = Ask {
@@ -71,7 +93,7 @@ async fn enroll_until_done(conf: &AgentConf, keys_path: &Path) -> anyhow::Result
         groups: e.groups.clone(),
         address: e.agent_address.clone(),
         password: enroll::read_password(&e.authorization_pass_path)
-            .map_err(|e| anyhow::anyhow!(e))?,
+            .map_err(|e| EnrollFailure::Local(anyhow::anyhow!(e)))?,
         version: crate::VERSION_STRING.to_string(),
     };
     let wait = conf
@@ -79,32 +101,31 @@ async fn enroll_until_done(conf: &AgentConf, keys_path: &Path) -> anyhow::Result
         .servers
         .first()
         .map_or(Duration::from_secs(10), |s| s.retry_interval);
-    loop {
-        tracing::info!("Requesting a key from server: {host}:{}", e.port);
-        let attempt = async {
-            let addr = enroll::resolve(&host, e.port).await?;
-            enroll::enroll(addr, &ask, e.server_ca_path.as_deref()).await
-        };
-        match attempt.await {
-            Ok((ident, ip)) => {
-                keys::write(keys_path, &ident, &ip)
-                    .with_context(|| format!("cannot write {}", keys_path.display()))?;
-                tracing::info!(
-                    "Valid key received: agent {:03} '{}'; stored in {}",
-                    ident.id,
-                    ident.name,
-                    keys_path.display()
-                );
-                return Ok(ident);
-            }
-            Err(err) => {
-                tracing::error!(
-                    "Enrollment with {host}:{} failed: {err}. Retrying in {}s.",
-                    e.port,
-                    wait.as_secs()
-                );
-                tokio::time::sleep(wait).await;
-            }
+    tracing::info!("Requesting a key from server: {host}:{}", e.port);
+    let attempt = async {
+        let addr = enroll::resolve(&host, e.port).await?;
+        enroll::enroll(addr, &ask, e.server_ca_path.as_deref()).await
+    };
+    match attempt.await {
+        Ok((ident, ip)) => {
+            keys::write(keys_path, &ident, &ip)
+                .with_context(|| format!("cannot write {}", keys_path.display()))
+                .map_err(EnrollFailure::Local)?;
+            tracing::info!(
+                "Valid key received: agent {:03} '{}'; stored in {}",
+                ident.id,
+                ident.name,
+                keys_path.display()
+            );
+            Ok(ident)
+        }
+        Err(err) => {
+            tracing::error!(
+                "Enrollment with {host}:{} failed: {err}. Retrying in {}s.",
+                e.port,
+                wait.as_secs()
+            );
+            Err(EnrollFailure::Remote(wait))
         }
     }
 }
@@ -249,6 +270,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         } else {
             conf.buffer.events_per_second
         },
+        force_reconnect: conf.client.force_reconnect_interval,
     };
     let report = {
         let shared = shared.clone();
@@ -264,17 +286,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                     })
                     .collect(),
             );
+            let mut refusals = 0;
             loop {
                 let addr = server_addr(&conf.client.servers[walk.current()]);
                 tracing::info!("Trying to connect to server ({addr}/tcp).");
-                let attempt = session::run(&shared, &ident, &profile, &timing, &addr);
-                let outcome = match conf.client.force_reconnect_interval {
-                    Some(every) => match tokio::time::timeout(every, attempt).await {
-                        Ok(o) => o,
-                        Err(_) => Ok(Ended::Asked("force_reconnect_interval".into())),
-                    },
-                    None => attempt.await,
-                };
+                let started = tokio::time::Instant::now();
+                let outcome = session::run(&shared, &ident, &profile, &timing, &addr).await;
+                if outcome.is_ok() {
+                    refusals = 0;
+                }
                 match outcome {
                     Ok(Ended::Asked(why)) => {
                         tracing::info!("Reconnecting as asked ({why}).");
@@ -283,17 +303,35 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                     Ok(Ended::Lost(why)) => {
                         tracing::warn!("Lost connection with manager: {why}. Setting lock.");
                         walk.connected();
+                        // A manager that drops every session at once is not hammered.
+                        let s = &conf.client.servers[walk.current()];
+                        if started.elapsed() < s.retry_interval {
+                            tokio::time::sleep(s.retry_interval).await;
+                        }
                     }
                     Err(Refused::Rejected(why))
                         if why.contains("not registered") && conf.enrollment.enabled =>
                     {
-                        tracing::warn!(
-                            "The manager does not know this agent ({why}); enrolling again."
-                        );
-                        match enroll_until_done(&conf, &keys_path).await {
-                            Ok(i) => ident = i,
-                            Err(e) => tracing::error!("{e}"),
+                        refusals += 1;
+                        let mut wait = walk.failed();
+                        if refusals >= REFUSALS_BEFORE_ENROLLING {
+                            refusals = 0;
+                            tracing::warn!(
+                                "The manager does not know this agent ({why}); enrolling again."
+                            );
+                            match enroll_once(&conf, &keys_path).await {
+                                Ok(i) => {
+                                    ident = i;
+                                    wait = Duration::ZERO;
+                                }
+                                Err(EnrollFailure::Local(e)) => tracing::error!("{e:#}"),
+                                Err(EnrollFailure::Remote(_)) => {}
+                            }
+                        } else {
+                            tracing::error!("Unable to connect to '{addr}/tcp': {why}.");
                         }
+                        tokio::time::sleep(wait).await;
+                        continue;
                     }
                     Err(e) => {
                         let wait = walk.failed();

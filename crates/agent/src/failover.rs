@@ -44,13 +44,12 @@ impl Walk {
             return s.retry_interval;
         }
         self.failures = 0;
-        let next = (self.current + 1) % self.servers.len();
-        let moved = next != self.current;
-        self.current = next;
-        if moved {
-            // A fresh server is worth trying at once.
+        self.current = (self.current + 1) % self.servers.len();
+        if self.current != 0 {
+            // The next server is worth trying at once.
             Duration::ZERO
         } else {
+            // A whole round failed: wait before starting over.
             s.retry_interval
         }
     }
@@ -82,7 +81,11 @@ mod tests {
         assert_eq!(w.failed(), Duration::ZERO);
         assert_eq!(w.current(), 1);
         assert_eq!(w.failed(), Duration::from_secs(5));
-        assert_eq!(w.failed(), Duration::ZERO);
+        assert_eq!(
+            w.failed(),
+            Duration::from_secs(5),
+            "a whole round failed: wait"
+        );
         assert_eq!(w.current(), 0, "wraps to the first server");
     }
 
@@ -90,6 +93,14 @@ mod tests {
     fn single_server_keeps_its_interval() {
         let mut w = Walk::new(vec![a(1, 7)]);
         assert_eq!(w.failed(), Duration::from_secs(7));
+        assert_eq!(w.current(), 0);
+    }
+
+    #[test]
+    fn one_try_each_never_spins() {
+        let mut w = Walk::new(vec![a(1, 3), a(1, 3)]);
+        assert_eq!(w.failed(), Duration::ZERO, "on to the second server");
+        assert_eq!(w.failed(), Duration::from_secs(3), "round over: wait");
         assert_eq!(w.current(), 0);
     }
 

@@ -50,6 +50,8 @@ pub struct Timing {
     pub time_reconnect: Duration,
     /// Events per second sent at most; 0 = unlimited (`<client_buffer><events_per_second>`).
     pub eps: u32,
+    /// End a session after this long, as if asked to reconnect (`force_reconnect_interval`).
+    pub force_reconnect: Option<Duration>,
 }
 
 /// Counters of one agent (the simulator adds them up).
@@ -188,11 +190,6 @@ pub async fn run<S: Spool>(
         .map_err(rpc_err)?;
     let welcome: Welcome = serde_json::from_slice(&answer)
         .map_err(|e| Refused::Unreachable(format!("malformed welcome: {e}")))?;
-    // From here on events may reach this node: remember it before sending any.
-    shared
-        .spool()
-        .set_session_node(Some(welcome.node.clone()))
-        .map_err(|e| Refused::Unreachable(format!("cannot write the spool state: {e}")))?;
     shared.stats.sessions.fetch_add(1, Ordering::Relaxed);
     shared.stats.connected.store(true, Ordering::Relaxed);
     tracing::info!(
@@ -203,25 +200,36 @@ pub async fn run<S: Spool>(
 
     let mut s = Sending {
         shared,
+        node: welcome.node,
         sent: acked,
         resume: None,
         next_at: Instant::now(),
         eps: timing.eps,
         keepalive_body: keepalive_body(profile),
+        keepalive: None,
     };
-    if let Some(from) = welcome.resume_from {
-        s.resume(from);
-    }
-    let ended = s.exchange(&peer, &mut incoming, timing).await;
+    let ended = match welcome.resume_from.map(|from| s.resume(from)) {
+        Some(Err(e)) => Ended::Lost(e),
+        _ => s.exchange(&peer, &mut incoming, timing).await,
+    };
     shared.stats.connected.store(false, Ordering::Relaxed);
-    let unacked = s.sent > shared.spool().acked();
-    shared.in_doubt.store(unacked, Ordering::Relaxed);
+    // Without a resume point nothing was sent here: the previous node stays the one that
+    // may hold unacknowledged events.
+    if s.resume.is_some() {
+        let unacked = s.sent > shared.spool().acked();
+        shared.in_doubt.store(unacked, Ordering::Relaxed);
+    }
+    if let Some(k) = s.keepalive.take() {
+        k.abort();
+    }
     peer.close();
     Ok(ended)
 }
 
 struct Sending<'a, S: Spool> {
     shared: &'a Shared<S>,
+    /// The manager node of this session.
+    node: String,
     /// Highest seq sent in this session (starts at the resume point).
     sent: u64,
     resume: Option<u64>,
@@ -229,11 +237,16 @@ struct Sending<'a, S: Spool> {
     next_at: Instant,
     eps: u32,
     keepalive_body: Vec<u8>,
+    keepalive: Option<tokio::task::JoinHandle<Result<Vec<u8>, RpcError>>>,
 }
 
 impl<S: Spool> Sending<'_, S> {
-    fn resume(&mut self, from: u64) {
+    /// Everything ≤ `from` is stored somewhere. From here on events may reach this node:
+    /// it is recorded (durably) as the session node before any is sent.
+    fn resume(&mut self, from: u64) -> Result<(), String> {
         let mut sp = self.shared.spool();
+        sp.set_session_node(Some(self.node.clone()))
+            .map_err(|e| format!("cannot write the spool state: {e}"))?;
         // Stored somewhere already: as good as acknowledged. A manager claiming more than
         // the agent ever produced (agent reinstalled) is not trusted.
         if from < sp.next_seq() {
@@ -245,6 +258,7 @@ impl<S: Spool> Sending<'_, S> {
         self.shared.stats.acked.store(acked, Ordering::Relaxed);
         self.sent = acked;
         self.resume = Some(acked);
+        Ok(())
     }
 
     fn ack(&mut self, upto: u64) {
@@ -291,6 +305,7 @@ impl<S: Spool> Sending<'_, S> {
         let again = recs.iter().filter(|r| r.seq <= high).count() as u64;
         st.resent.fetch_add(again, Ordering::Relaxed);
         st.sent.fetch_add(recs.len() as u64, Ordering::Relaxed);
+        self.shared.in_doubt.store(true, Ordering::Relaxed);
         if self.eps > 0 {
             let spacing = Duration::from_secs_f64(recs.len() as f64 / f64::from(self.eps));
             self.next_at = Instant::now().max(self.next_at) + spacing;
@@ -307,7 +322,7 @@ impl<S: Spool> Sending<'_, S> {
     ) -> Ended {
         let mut last_rx = Instant::now();
         let mut next_keepalive = Instant::now() + timing.notify_time;
-        let mut keepalive: Option<tokio::task::JoinHandle<Result<Vec<u8>, RpcError>>> = None;
+        let until = timing.force_reconnect.map(|d| Instant::now() + d);
         loop {
             let wake = self.shared.wake.notified();
             tokio::pin!(wake);
@@ -318,11 +333,14 @@ impl<S: Spool> Sending<'_, S> {
                 }
             }
             let quiet_until = last_rx + timing.time_reconnect;
-            let wake_at = if Instant::now() < self.next_at {
+            let mut wake_at = if Instant::now() < self.next_at {
                 self.next_at
             } else {
                 next_keepalive.min(quiet_until)
             };
+            if let Some(u) = until {
+                wake_at = wake_at.min(u);
+            }
             tokio::select! {
                 inc = incoming.recv() => {
                     let Some(inc) = inc else {
@@ -335,7 +353,11 @@ impl<S: Spool> Sending<'_, S> {
                             Err(e) => return Ended::Lost(format!("malformed ack: {e}")),
                         },
                         report::RESUME => match serde_json::from_slice::<Resume>(&inc.payload) {
-                            Ok(r) => self.resume(r.resume_from),
+                            Ok(r) => {
+                                if let Err(e) = self.resume(r.resume_from) {
+                                    return Ended::Lost(e);
+                                }
+                            }
                             Err(e) => return Ended::Lost(format!("malformed resume: {e}")),
                         },
                         report::RECONNECT => {
@@ -352,8 +374,8 @@ impl<S: Spool> Sending<'_, S> {
                         }
                     }
                 }
-                done = pending_join(&mut keepalive), if keepalive.is_some() => {
-                    keepalive = None;
+                done = pending_join(&mut self.keepalive), if self.keepalive.is_some() => {
+                    self.keepalive = None;
                     if let Ok(Ok(_)) = done {
                         last_rx = Instant::now();
                     }
@@ -367,10 +389,14 @@ impl<S: Spool> Sending<'_, S> {
                             timing.time_reconnect.as_secs()
                         ));
                     }
+                    if until.is_some_and(|u| Instant::now() >= u) {
+                        self.drain(incoming, timing).await;
+                        return Ended::Asked("force_reconnect_interval".into());
+                    }
                     if Instant::now() >= next_keepalive {
                         next_keepalive = Instant::now() + timing.notify_time;
-                        if keepalive.is_none() {
-                            keepalive = Some(self.keepalive(peer, timing));
+                        if self.keepalive.is_none() {
+                            self.keepalive = Some(self.spawn_keepalive(peer, timing));
                         }
                     }
                 }
@@ -378,7 +404,7 @@ impl<S: Spool> Sending<'_, S> {
         }
     }
 
-    fn keepalive(
+    fn spawn_keepalive(
         &self,
         peer: &wire::rpc::Peer,
         timing: &Timing,

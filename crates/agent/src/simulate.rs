@@ -268,6 +268,7 @@ async fn connect_loop(shared: Arc<Shared<MemSpool>>, ident: Identity, o: Arc<Opt
         notify_time: o.notify_time,
         time_reconnect: o.time_reconnect,
         eps: 0,
+        force_reconnect: None,
     };
     let mut walk = Walk::new(
         o.servers
@@ -280,10 +281,14 @@ async fn connect_loop(shared: Arc<Shared<MemSpool>>, ident: Identity, o: Arc<Opt
     );
     loop {
         let addr = &o.servers[walk.current()];
+        let started = Instant::now();
         match session::run(&shared, &ident, &profile, &timing, addr).await {
             Ok(ended) => {
                 tracing::debug!("{}: session ended: {ended:?}", ident.name);
                 walk.connected();
+                if started.elapsed() < o.retry_interval {
+                    tokio::time::sleep(o.retry_interval).await;
+                }
             }
             Err(e) => {
                 tracing::debug!("{}: {e}", ident.name);

@@ -144,10 +144,15 @@ fn a_failover_list_cycles_between_two_managers() {
     });
     w1.start();
     writer.wait_until(TOTAL / 2);
-    // …and when the master goes, it wraps around to worker1 again.
+    // …and when the master goes, it wraps around to worker1 again, which waits for the
+    // master (it may hold unacknowledged events) until it is back.
     let before = archived(&[&w1]).iter().filter(|e| e.agent == id).count();
     master.kill9();
-    std::thread::sleep(Duration::from_secs(1));
+    wait_for("the agent back on worker1", LIMIT, || {
+        // Waiting there for the master when unacknowledged events may sit on it.
+        w1.log().contains("waiting for node master")
+            || agent.stderr().matches("node worker1").count() >= 2
+    });
     master.start();
     wait_for("events back on worker1", LIMIT, || {
         archived(&[&w1]).iter().filter(|e| e.agent == id).count() > before

@@ -76,6 +76,7 @@ pub struct MsgReader<R> {
     buf: Vec<u8>,
     pending: Option<Message>,
     body_timeout: Duration,
+    max_message: usize,
 }
 
 impl<R: AsyncRead + Unpin> MsgReader<R> {
@@ -93,11 +94,18 @@ impl<R: AsyncRead + Unpin> MsgReader<R> {
             buf: Vec::new(),
             pending: None,
             body_timeout: BODY_TIMEOUT,
+            max_message: MAX_MESSAGE,
         }
     }
 
     pub fn set_body_timeout(&mut self, d: Duration) {
         self.body_timeout = d;
+    }
+
+    /// Largest message accepted (at most [`MAX_MESSAGE`]); a peer that only ever sends small
+    /// ones (an agent) must not make us buffer 256 MiB.
+    pub fn set_max_message(&mut self, n: usize) {
+        self.max_message = n.min(MAX_MESSAGE);
     }
 
     /// Next complete message; `Ok(None)` on a clean EOF between messages.
@@ -118,7 +126,7 @@ impl<R: AsyncRead + Unpin> MsgReader<R> {
             };
             self.opener.open_in_place(&prefix, &mut self.buf)?;
             let f = frame::decode(&self.buf)?;
-            if let Some(done) = absorb(&mut self.pending, f)? {
+            if let Some(done) = absorb(&mut self.pending, f, self.max_message)? {
                 return Ok(Some(done));
             }
         }
@@ -126,8 +134,15 @@ impl<R: AsyncRead + Unpin> MsgReader<R> {
 }
 
 /// Adds a frame to the message being reassembled; returns the message once complete.
-fn absorb(pending: &mut Option<Message>, f: Frame<'_>) -> Result<Option<Message>, WireError> {
+fn absorb(
+    pending: &mut Option<Message>,
+    f: Frame<'_>,
+    max: usize,
+) -> Result<Option<Message>, WireError> {
     let Some(p) = pending.as_mut() else {
+        if f.chunk.len() > max {
+            return Err(WireError::MessageTooLarge);
+        }
         let msg = Message {
             id: f.id,
             kind: f.kind,
@@ -146,7 +161,7 @@ fn absorb(pending: &mut Option<Message>, f: Frame<'_>) -> Result<Option<Message>
             f.id, f.command, p.id, p.command
         )));
     }
-    if p.payload.len() + f.chunk.len() > MAX_MESSAGE {
+    if p.payload.len() + f.chunk.len() > max {
         return Err(WireError::MessageTooLarge);
     }
     p.payload.extend_from_slice(f.chunk);
@@ -309,20 +324,28 @@ mod tests {
     #[test]
     fn absorb_reassembles_and_rejects_interleaving() {
         let mut p = None;
-        assert_eq!(absorb(&mut p, frame(1, true, "a", b"12")).unwrap(), None);
-        assert_eq!(absorb(&mut p, frame(1, true, "a", b"34")).unwrap(), None);
-        let m = absorb(&mut p, frame(1, false, "a", b"5")).unwrap().unwrap();
+        assert_eq!(
+            absorb(&mut p, frame(1, true, "a", b"12"), MAX_MESSAGE).unwrap(),
+            None
+        );
+        assert_eq!(
+            absorb(&mut p, frame(1, true, "a", b"34"), MAX_MESSAGE).unwrap(),
+            None
+        );
+        let m = absorb(&mut p, frame(1, false, "a", b"5"), MAX_MESSAGE)
+            .unwrap()
+            .unwrap();
         assert_eq!(m.payload, b"12345");
         assert!(p.is_none());
-        absorb(&mut p, frame(1, true, "a", b"x")).unwrap();
+        absorb(&mut p, frame(1, true, "a", b"x"), MAX_MESSAGE).unwrap();
         assert!(matches!(
-            absorb(&mut p, frame(2, false, "a", b"y")),
+            absorb(&mut p, frame(2, false, "a", b"y"), MAX_MESSAGE),
             Err(WireError::Protocol(_))
         ));
         let mut q = None;
-        absorb(&mut q, frame(1, true, "a", b"x")).unwrap();
+        absorb(&mut q, frame(1, true, "a", b"x"), MAX_MESSAGE).unwrap();
         assert!(matches!(
-            absorb(&mut q, frame(1, false, "b", b"y")),
+            absorb(&mut q, frame(1, false, "b", b"y"), MAX_MESSAGE),
             Err(WireError::Protocol(_))
         ));
     }
@@ -337,7 +360,7 @@ mod tests {
             vec![0; MAX_MESSAGE - 1],
         ));
         assert!(matches!(
-            absorb(&mut p, frame(1, true, "a", b"xy")),
+            absorb(&mut p, frame(1, true, "a", b"xy"), MAX_MESSAGE),
             Err(WireError::MessageTooLarge)
         ));
         let mut p = Some(Message::new(
@@ -346,7 +369,9 @@ mod tests {
             "a",
             vec![0; MAX_MESSAGE - 1],
         ));
-        let m = absorb(&mut p, frame(1, false, "a", b"x")).unwrap().unwrap();
+        let m = absorb(&mut p, frame(1, false, "a", b"x"), MAX_MESSAGE)
+            .unwrap()
+            .unwrap();
         assert_eq!(m.payload.len(), MAX_MESSAGE);
     }
 }

@@ -33,6 +33,10 @@ pub const MAX_LOG: usize = 65536;
 pub const MAX_LOCATION: usize = 4096;
 /// Read buffer of an agent session: most messages are a few KiB and most sessions are idle.
 pub const READ_BUFFER: usize = 4 << 10;
+/// Largest message of an agent session: a batch is about 512 KiB plus one record.
+pub const MAX_MESSAGE: usize = 4 << 20;
+/// Messages of one agent session read ahead of the manager, at most.
+pub const INCOMING_QUEUE: usize = 8;
 /// Most events in one `events` message.
 pub const MAX_BATCH: usize = 65536;
 

@@ -307,6 +307,20 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    spawn_peer_with(reader, writer, INCOMING_QUEUE)
+}
+
+/// [`spawn_peer`] holding at most `incoming` undelivered messages (with the reader's message
+/// cap, that bounds what one peer can make us buffer).
+pub fn spawn_peer_with<R, W>(
+    reader: MsgReader<R>,
+    writer: MsgWriter<W>,
+    incoming: usize,
+) -> (Peer, mpsc::Receiver<Incoming>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let shared = Arc::new(Shared {
         pending: Mutex::new(Pending {
             map: HashMap::new(),
@@ -319,7 +333,7 @@ where
         handles_gone_notify: Notify::new(),
     });
     let (out_tx, out_rx) = mpsc::channel(WRITE_QUEUE);
-    let (in_tx, in_rx) = mpsc::channel(INCOMING_QUEUE);
+    let (in_tx, in_rx) = mpsc::channel(incoming.max(1));
     tokio::spawn(reader_task(reader, shared.clone(), out_tx.clone(), in_tx));
     tokio::spawn(writer_task(writer, shared.clone(), out_rx));
     let peer = Peer {

@@ -32,10 +32,15 @@ use super::{lock, now, Node, Role};
 const PRE_AUTH: usize = 1024;
 /// Time an agent has for its preface, handshake and startup.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Batches of one agent being stored at once; past that its socket is not read.
-const IN_FLIGHT: usize = 4;
+/// Batches of one agent being stored at once; past that its socket is not read. One: if a
+/// write fails, no later batch of that agent may be stored past the gap (its high-water
+/// mark would then cover events stored nowhere). Group commit still gathers the batches of
+/// all agents, and a batch carries up to 512 events.
+const IN_FLIGHT: usize = 1;
 /// A session silent this long is closed (Wazuh's agents_disconnection_time).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a closed session may take to store what it had queued.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After asking an agent to reconnect, how long it has to close by itself.
 const RECONNECT_GRACE: Duration = Duration::from_secs(10);
 const SUB: &str = "Remoted";
@@ -73,16 +78,18 @@ impl Remoted {
 
     /// This node's high-water mark for `agent`, final: a session the agent may still have
     /// here (half-open after a network cut) is closed first and its queued batches stored,
-    /// so nothing lands after the answer.
-    pub async fn settled_high_water(&self, agent: u32) -> u64 {
+    /// so nothing lands after the answer. `None` if that session would not end in time.
+    pub async fn settled_high_water(&self, agent: u32) -> Option<u64> {
         let session = lock(&self.sessions)
             .get(&agent)
             .map(|s| (s.peer.clone(), s.ended.clone()));
-        if let Some((peer, mut ended)) = session {
+        if let Some((peer, ended)) = session {
             peer.close();
-            let _ = tokio::time::timeout(STARTUP_TIMEOUT, ended.wait_for(|e| *e)).await;
+            if !wait_ended(ended).await {
+                return None;
+            }
         }
-        self.archives.high_water(agent)
+        Some(self.archives.high_water(agent))
     }
 
     /// Asks the named agents connected here to reconnect; returns how many were.
@@ -153,6 +160,14 @@ pub async fn spawn(node: Arc<Node>) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// Waits until a closed session has stored what it queued; false after [`SETTLE_TIMEOUT`].
+async fn wait_ended(mut ended: watch::Receiver<bool>) -> bool {
+    matches!(
+        tokio::time::timeout(SETTLE_TIMEOUT, ended.wait_for(|e| *e)).await,
+        Ok(Ok(_))
+    )
 }
 
 /// Closes the sessions of agents deleted (or re-keyed) since they connected; checked at
@@ -250,7 +265,9 @@ async fn open_session(node: &Arc<Node>, mut stream: TcpStream, addr: SocketAddr)
             return None;
         }
     };
-    let (peer, mut incoming) = wire::rpc::spawn_peer(reader, writer);
+    let mut reader = reader;
+    reader.set_max_message(report::MAX_MESSAGE);
+    let (peer, mut incoming) = wire::rpc::spawn_peer_with(reader, writer, report::INCOMING_QUEUE);
     let left = STARTUP_TIMEOUT.saturating_sub(started.elapsed());
     let first = tokio::time::timeout(left, incoming.recv()).await;
     let Ok(Some(Incoming {
@@ -290,8 +307,14 @@ async fn open_session(node: &Arc<Node>, mut stream: TcpStream, addr: SocketAddr)
         },
     );
     if let Some(old) = old {
-        // The agent started over (a new connection wins, as with Wazuh's remoted).
+        // The agent started over (a new connection wins, as with Wazuh's remoted); what the
+        // old one queued must be stored before the high-water mark below is read.
         old.peer.close();
+        if !wait_ended(old.ended).await {
+            reply.err("the previous session is still closing").await;
+            peer.close();
+            return None;
+        }
     }
     let floor = match (&startup.prev_node, startup.in_doubt) {
         (Some(prev), true) if *prev != node.conf.cluster.node_name => None,
@@ -392,6 +415,9 @@ async fn run_session(node: Arc<Node>, s: Opened) {
     let reason = loop {
         let idle = IDLE_TIMEOUT.saturating_sub(last_rx.elapsed());
         tokio::select! {
+            // Once closed, nothing more may be taken from the queue and stored.
+            biased;
+            reason = peer.closed() => break reason,
             r = resolving.join_next(), if !resolving.is_empty() => {
                 let from = r.and_then(|x| x.ok()).unwrap_or(startup.acked);
                 floor = Some(from);
@@ -458,7 +484,6 @@ async fn run_session(node: Arc<Node>, s: Opened) {
                     (_, None) => {}
                 }
             }
-            reason = peer.closed() => break reason,
             _ = tokio::time::sleep(idle) => break format!("silent for {}s", IDLE_TIMEOUT.as_secs()),
         }
     };
@@ -523,7 +548,10 @@ async fn resolve_prev(node: &Node, who: &str, prev: &str, agent: u32) -> Option<
 /// Where `target` stands for `agent`, asked through the cluster.
 pub async fn query_seq(node: &Node, target: &str, agent: u32) -> SeqAnswer {
     if target == node.conf.cluster.node_name {
-        return SeqAnswer::Stored(node.remoted.settled_high_water(agent).await);
+        return match node.remoted.settled_high_water(agent).await {
+            Some(h) => SeqAnswer::Stored(h),
+            None => SeqAnswer::Unreachable,
+        };
     }
     let timeout = node.conf.cluster.intervals.request_timeout;
     match &node.role {

@@ -232,8 +232,12 @@ async fn run_session(
                             // May wait for a closing session: never hold up other requests.
                             let node = node2.clone();
                             tokio::spawn(async move {
-                                let hw = node.remoted.settled_high_water(id).await;
-                                reply.ok(serde_json::to_vec(&hw).unwrap_or_default()).await
+                                match node.remoted.settled_high_water(id).await {
+                                    Some(hw) => {
+                                        reply.ok(serde_json::to_vec(&hw).unwrap_or_default()).await
+                                    }
+                                    None => reply.err("the agent's session is still closing").await,
+                                }
                             });
                         }
                         Err(e) => reply.err(format!("malformed agent id: {e}")).await,
