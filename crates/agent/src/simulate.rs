@@ -310,8 +310,10 @@ fn totals(sims: &[Sim]) -> Summary {
         s.resent += st.resent.load(Ordering::Relaxed);
         s.sessions += st.sessions.load(Ordering::Relaxed);
         let sp = a.shared.spool();
-        s.generated += sp.next_seq() - a.first;
-        s.acknowledged += sp.acked() + 1 - a.first;
+        let generated = sp.next_seq() - a.first;
+        s.generated += generated;
+        // An ack may pass seqs the bound dropped: count what is neither dropped nor held.
+        s.acknowledged += generated.saturating_sub(sp.dropped() + sp.pending());
         s.dropped += sp.dropped();
     }
     s.lost = s.generated.saturating_sub(s.acknowledged + s.dropped);
