@@ -241,6 +241,19 @@ async fn session(
     Ok((peer, inc))
 }
 
+async fn next_ack(inc: &mut tokio::sync::mpsc::Receiver<wire::rpc::Incoming>) -> wire::report::Ack {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let m = inc.recv().await.expect("open");
+            if m.command == wire::report::ACK {
+                return serde_json::from_slice::<wire::report::Ack>(&m.payload).expect("ack");
+            }
+        }
+    })
+    .await
+    .expect("acknowledged")
+}
+
 fn events(from: u64, n: u64) -> Vec<u8> {
     let logs: Vec<String> = (from..from + n).map(|i| format!("event {i}")).collect();
     wire::report::encode_events((from..from + n).zip(&logs).map(|(seq, l)| {
@@ -321,31 +334,13 @@ fn unknown_forged_and_wrong_key_agents_are_refused_without_harm_to_others() {
         peer.notify(wire::report::EVENTS, events(1, 10))
             .await
             .unwrap();
-        let ack = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let m = inc.recv().await.expect("open");
-                if m.command == wire::report::ACK {
-                    return serde_json::from_slice::<wire::report::Ack>(&m.payload).unwrap();
-                }
-            }
-        })
-        .await
-        .expect("acknowledged");
+        let ack = next_ack(&mut inc).await;
         assert_eq!(ack.upto, 10);
         // The same seqs again are duplicates: acknowledged, not stored twice.
         peer.notify(wire::report::EVENTS, events(5, 10))
             .await
             .unwrap();
-        let ack = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let m = inc.recv().await.expect("open");
-                if m.command == wire::report::ACK {
-                    return serde_json::from_slice::<wire::report::Ack>(&m.payload).unwrap();
-                }
-            }
-        })
-        .await
-        .expect("acknowledged");
+        let ack = next_ack(&mut inc).await;
         assert_eq!(ack.upto, 14);
     });
     let stored = archived(&[&master]);

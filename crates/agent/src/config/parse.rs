@@ -247,12 +247,7 @@ impl Walker<'_, '_> {
 
     pub(super) fn unknown(&mut self, n: Node, parent: &str, section: &str, known: &[&str]) {
         let name = n.tag_name().name();
-        let leaf = parent.rsplit('/').next().unwrap_or(parent);
-        let hint = match values::suggest(name, section, known) {
-            Some(k) => format!("did you mean <{k}>?"),
-            None => "remove it or check the spelling".to_string(),
-        };
-        let msg = format!("unknown element <{name}> in <{leaf}>; {hint}");
+        let msg = values::unknown_element(name, parent, section, known);
         self.error(n, &format!("{parent}/{name}"), msg);
     }
 

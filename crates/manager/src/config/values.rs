@@ -213,6 +213,17 @@ pub fn suggest<'a>(unknown: &str, section: &str, known: &[&'a str]) -> Option<&'
         .map(|(_, k)| k)
 }
 
+/// The message for an element `name` that `<parent>` (path like `client/server`) does not
+/// know, with a suggestion among `known`.
+pub fn unknown_element(name: &str, parent: &str, section: &str, known: &[&str]) -> String {
+    let leaf = parent.rsplit('/').next().unwrap_or(parent);
+    let hint = match suggest(name, section, known) {
+        Some(k) => format!("did you mean <{k}>?"),
+        None => "remove it or check the spelling".to_string(),
+    };
+    format!("unknown element <{name}> in <{leaf}>; {hint}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
