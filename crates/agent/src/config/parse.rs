@@ -7,16 +7,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use manager::config::parse::{document, elements, wrap};
+use manager::config::parse::{document, elements, wrap, Walk};
 use manager::config::values::{self, Unit};
-use roxmltree::{Document, Node};
+use roxmltree::Node;
 
 use super::values::{
     list, or_default, parse_address, parse_agent_name, parse_crypto, parse_protocol, secs, set,
 };
-use super::{
-    AgentConf, Client, ClientBuffer, ConfigError, ConfigErrors, Enrollment, LocalFile, Server,
-};
+use super::{AgentConf, Client, ClientBuffer, ConfigErrors, Enrollment, LocalFile, Server};
 
 const CLIENT_KNOWN: &[&str] = &[
     "server",
@@ -85,11 +83,8 @@ pub(super) fn parse(text: &str, path: &Path, home: &Path) -> Result<AgentConf, C
     let wrapped = wrap(text);
     let doc = document(&wrapped, path)?;
     let mut w = Walker {
-        file: path,
+        core: Walk::new(path, &doc),
         home,
-        doc: &doc,
-        errors: Vec::new(),
-        warnings: Vec::new(),
     };
     let mut st = State {
         client: Client::default(),
@@ -127,14 +122,14 @@ pub(super) fn parse(text: &str, path: &Path, home: &Path) -> Result<AgentConf, C
             "",
             "no <ossec_config> block found; wrap the settings in <ossec_config>...</ossec_config>",
         );
-        return Err(ConfigErrors(w.errors));
+        return Err(ConfigErrors(w.core.errors));
     }
     w.finish(&mut st);
-    let Walker {
+    let Walk {
         mut errors,
         mut warnings,
         ..
-    } = w;
+    } = w.core;
     if !errors.is_empty() {
         errors.sort_by_key(|e| e.line);
         return Err(ConfigErrors(errors));
@@ -152,83 +147,24 @@ pub(super) fn parse(text: &str, path: &Path, home: &Path) -> Result<AgentConf, C
 }
 
 pub(super) struct Walker<'a, 'i> {
-    file: &'a Path,
+    core: Walk<'a, 'i>,
     home: &'a Path,
-    doc: &'a Document<'i>,
-    errors: Vec<ConfigError>,
-    warnings: Vec<ConfigError>,
+}
+
+impl<'a, 'i> std::ops::Deref for Walker<'a, 'i> {
+    type Target = Walk<'a, 'i>;
+    fn deref(&self) -> &Walk<'a, 'i> {
+        &self.core
+    }
+}
+
+impl std::ops::DerefMut for Walker<'_, '_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.core
+    }
 }
 
 impl Walker<'_, '_> {
-    pub(super) fn line(&self, n: Node) -> u32 {
-        self.doc.text_pos_at(n.range().start).row
-    }
-
-    pub(super) fn problem(
-        &self,
-        line: u32,
-        element: &str,
-        message: impl Into<String>,
-    ) -> ConfigError {
-        ConfigError {
-            file: self.file.to_path_buf(),
-            line,
-            element: element.to_string(),
-            message: message.into(),
-        }
-    }
-
-    pub(super) fn error_at(&mut self, line: u32, element: &str, message: impl Into<String>) {
-        let e = self.problem(line, element, message);
-        self.errors.push(e);
-    }
-
-    pub(super) fn error(&mut self, n: Node, element: &str, message: impl Into<String>) {
-        let line = self.line(n);
-        self.error_at(line, element, message);
-    }
-
-    pub(super) fn warn_at(&mut self, line: u32, element: &str, message: impl Into<String>) {
-        let w = self.problem(line, element, message);
-        self.warnings.push(w);
-    }
-
-    pub(super) fn warn(&mut self, n: Node, element: &str, message: impl Into<String>) {
-        let line = self.line(n);
-        self.warn_at(line, element, message);
-    }
-
-    /// The trimmed text of a leaf element.
-    pub(super) fn text(&mut self, n: Node, element: &str) -> Option<String> {
-        if let Some(child) = elements(n).next() {
-            let msg = format!(
-                "expected a plain value, found element <{}>; remove it",
-                child.tag_name().name()
-            );
-            self.error(child, element, msg);
-            return None;
-        }
-        let text: String = n.children().filter_map(|c| c.text()).collect();
-        Some(text.trim().to_string())
-    }
-
-    /// The element's value run through `parse`; errors are recorded, not returned.
-    pub(super) fn value<T>(
-        &mut self,
-        n: Node,
-        element: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<T> {
-        let text = self.text(n, element)?;
-        match parse(&text) {
-            Ok(v) => Some(v),
-            Err(msg) => {
-                self.error(n, element, msg);
-                None
-            }
-        }
-    }
-
     /// A path; relative ones are relative to the home, where Wazuh's daemons run.
     pub(super) fn path(&mut self, n: Node, element: &str) -> Option<PathBuf> {
         let home = self.home;
@@ -243,12 +179,6 @@ impl Walker<'_, '_> {
                 home.join(p)
             })
         })
-    }
-
-    pub(super) fn unknown(&mut self, n: Node, parent: &str, section: &str, known: &[&str]) {
-        let name = n.tag_name().name();
-        let msg = values::unknown_element(name, parent, section, known);
-        self.error(n, &format!("{parent}/{name}"), msg);
     }
 
     fn client(&mut self, n: Node, st: &mut State) {

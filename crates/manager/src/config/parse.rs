@@ -132,9 +132,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<OssecConf, ConfigErrors> 
     let wrapped = wrap(text);
     let doc = document(&wrapped, path)?;
     let mut w = Walker {
-        file: path,
-        doc: &doc,
-        errors: Vec::new(),
+        core: Walk::new(path, &doc),
     };
     let mut cluster = ClusterState::default();
     let mut auth = Auth::default();
@@ -162,7 +160,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<OssecConf, ConfigErrors> 
         });
     }
     w.finish_cluster(&mut cluster);
-    let mut errors = w.errors;
+    let mut errors = w.core.errors;
     if errors.is_empty() {
         Ok(OssecConf {
             path: path.to_path_buf(),
@@ -208,33 +206,60 @@ struct ClusterState {
     helper_line: u32,
 }
 
-struct Walker<'a, 'i> {
-    file: &'a Path,
-    doc: &'a Document<'i>,
-    errors: Vec<ConfigError>,
+/// The XML walk's bookkeeping shared by every ossec.conf reader (the manager's, the
+/// agent's): lines, errors and warnings with their element paths, leaf values.
+pub struct Walk<'a, 'i> {
+    pub file: &'a Path,
+    pub doc: &'a Document<'i>,
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<ConfigError>,
 }
 
-impl Walker<'_, '_> {
-    fn line(&self, n: Node) -> u32 {
+impl<'a, 'i> Walk<'a, 'i> {
+    pub fn new(file: &'a Path, doc: &'a Document<'i>) -> Walk<'a, 'i> {
+        Walk {
+            file,
+            doc,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    pub fn line(&self, n: Node) -> u32 {
         self.doc.text_pos_at(n.range().start).row
     }
 
-    fn error_at(&mut self, line: u32, element: &str, message: impl Into<String>) {
-        self.errors.push(ConfigError {
+    pub fn problem(&self, line: u32, element: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
             file: self.file.to_path_buf(),
             line,
             element: element.to_string(),
             message: message.into(),
-        });
+        }
     }
 
-    fn error(&mut self, n: Node, element: &str, message: impl Into<String>) {
+    pub fn error_at(&mut self, line: u32, element: &str, message: impl Into<String>) {
+        let e = self.problem(line, element, message);
+        self.errors.push(e);
+    }
+
+    pub fn error(&mut self, n: Node, element: &str, message: impl Into<String>) {
         let line = self.line(n);
         self.error_at(line, element, message);
     }
 
+    pub fn warn_at(&mut self, line: u32, element: &str, message: impl Into<String>) {
+        let w = self.problem(line, element, message);
+        self.warnings.push(w);
+    }
+
+    pub fn warn(&mut self, n: Node, element: &str, message: impl Into<String>) {
+        let line = self.line(n);
+        self.warn_at(line, element, message);
+    }
+
     /// The trimmed text of a leaf element.
-    fn text(&mut self, n: Node, element: &str) -> Option<String> {
+    pub fn text(&mut self, n: Node, element: &str) -> Option<String> {
         if let Some(child) = elements(n).next() {
             let msg = format!(
                 "expected a plain value, found element <{}>; remove it",
@@ -248,7 +273,7 @@ impl Walker<'_, '_> {
     }
 
     /// The element's value run through `parse`; errors are recorded, not returned.
-    fn value<T>(
+    pub fn value<T>(
         &mut self,
         n: Node,
         element: &str,
@@ -264,16 +289,36 @@ impl Walker<'_, '_> {
         }
     }
 
+    /// An element `<parent>` does not know, with a suggestion among `known`.
+    pub fn unknown(&mut self, n: Node, parent: &str, section: &str, known: &[&str]) {
+        let name = n.tag_name().name();
+        let msg = values::unknown_element(name, parent, section, known);
+        self.error(n, &format!("{parent}/{name}"), msg);
+    }
+}
+
+struct Walker<'a, 'i> {
+    core: Walk<'a, 'i>,
+}
+
+impl<'a, 'i> std::ops::Deref for Walker<'a, 'i> {
+    type Target = Walk<'a, 'i>;
+    fn deref(&self) -> &Walk<'a, 'i> {
+        &self.core
+    }
+}
+
+impl std::ops::DerefMut for Walker<'_, '_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.core
+    }
+}
+
+impl Walker<'_, '_> {
     /// A path value; empty means "not configured".
     fn path(&mut self, n: Node, element: &str) -> Option<Option<PathBuf>> {
         let text = self.text(n, element)?;
         Some((!text.is_empty()).then(|| PathBuf::from(text)))
-    }
-
-    fn unknown(&mut self, n: Node, parent: &str, section: &str, known: &[&str]) {
-        let name = n.tag_name().name();
-        let msg = values::unknown_element(name, parent, section, known);
-        self.error(n, &format!("{parent}/{name}"), msg);
     }
 
     fn cluster(&mut self, n: Node, st: &mut ClusterState) {
