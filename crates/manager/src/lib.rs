@@ -9,6 +9,7 @@ pub mod authd;
 pub mod cli;
 pub mod clusterlog;
 pub mod config;
+pub mod helper;
 pub mod home;
 pub mod integrity;
 pub mod node;
