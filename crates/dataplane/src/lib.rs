@@ -1,5 +1,6 @@
 #![forbid(unsafe_code)]
-//! HAProxy Data Plane API support: reading and validating `dataplaneapi.yml`.
+//! HAProxy Data Plane API support: reading and validating `dataplaneapi.yml`,
+//! and the API server itself ([`server`]).
 
 mod build;
 mod crypt;
@@ -7,12 +8,14 @@ mod error;
 mod model;
 mod node;
 mod repair;
+pub mod server;
 
 use std::path::Path;
 
 pub use crypt::check_password;
 pub use error::ConfError;
 pub use model::*;
+pub use server::{router, serve, ApiError, ApiState, ServerError};
 
 /// Reads and validates a `dataplaneapi.yml`.
 pub fn load(path: &Path) -> Result<DataplaneConf, ConfError> {
