@@ -21,20 +21,7 @@ LB_PROCS=${LB_PROCS:-2}
 BALANCERS=${BALANCERS:-"rampart haproxy"}
 command -v haproxy >/dev/null || { echo "needs haproxy (apt-get install -y haproxy)"; exit 1; }
 
-cargo build --release -q -p rampart
-BIN=$PWD/target/release/rampart
-W=$(mktemp -d "${BENCH_DIR:-/tmp}/rampart-bench-agents.XXXXXX")
-KEEP=${KEEP:-}
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "$KEEP" ] || rm -rf "$W"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+source bench/common.sh agents
 rss_kb() { awk '/VmRSS/ {s+=$2} END {print s+0}' $(for p in "$@"; do echo "/proc/$p/status"; done) 2>/dev/null || echo 0; }
 
 MPORT=$(free_port)

@@ -13,21 +13,7 @@ MB=${MB:-200}
 WORKERS=3
 command -v rsync >/dev/null || { echo "needs rsync (apt-get install -y rsync)"; exit 1; }
 
-cargo build --release -q -p rampart
-BIN=$PWD/target/release/rampart
-W=$(mktemp -d "${BENCH_DIR:-/tmp}/rampart-bench-integrity.XXXXXX")
-KEEP=${KEEP:-}
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "$KEEP" ] || rm -rf "$W"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+source bench/common.sh integrity
 
 echo "== generating $FILES files, $MB MB (half text, half random bytes) in $W/master/etc"
 python3 - "$W/master/etc" "$FILES" "$MB" <<'PY'

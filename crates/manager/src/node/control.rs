@@ -38,12 +38,10 @@ pub enum Request {
     },
     /// Run an integrity cycle now (worker) or recompute the metadata (master).
     Sync,
-    /// The reporting service's seam: an agent's status as this node sees it.
+    /// An agent's status as this node sees it, as the reporting service records it (tests
+    /// and tools can inject one).
     AgentStatus {
         report: AgentReport,
-    },
-    AgentGone {
-        id: u32,
     },
     /// Ask these agents to reconnect through their failover path (wherever they are connected).
     Reconnect {
@@ -211,10 +209,6 @@ async fn handle(node: &Node, req: Request) -> Result<Value, String> {
         },
         Request::AgentStatus { report } => {
             lock(&node.connected).insert(report.id, report);
-            Ok(Value::Null)
-        }
-        Request::AgentGone { id } => {
-            lock(&node.connected).remove(&id);
             Ok(Value::Null)
         }
         Request::Reconnect { ids } => {

@@ -39,7 +39,7 @@ pub fn write_secret(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// Rewrite the file when the keys it holds change (agent-info commits leave it alone);
 /// a failed write is retried every second.
 pub fn spawn_writer(node: Arc<Node>) {
-    let mut rx = node.registry.subscribe();
+    let mut changes = node.registry.changes();
     tokio::spawn(async move {
         let mut written: Option<String> = None;
         loop {
@@ -74,12 +74,8 @@ pub fn spawn_writer(node: Arc<Node>) {
                 }
             }
             // Coalesce bursts of registrations into one rewrite.
-            match rx.recv().await {
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    while rx.try_recv().is_ok() {}
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            if !changes.next(Duration::from_millis(100)).await {
+                return;
             }
         }
     });

@@ -252,14 +252,9 @@ fn spawn_local_integrity(node: Arc<Node>, master: Arc<Master>) {
 
 /// Tell every worker the registry moved on; each pulls what it lacks.
 fn spawn_registry_notifier(node: Arc<Node>, master: Arc<Master>) {
-    let mut rx = node.registry.subscribe();
+    let mut changes = node.registry.changes();
     tokio::spawn(async move {
-        loop {
-            match rx.recv().await {
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            }
-            while rx.try_recv().is_ok() {}
+        while changes.next(Duration::ZERO).await {
             let index = node.registry.applied();
             let peers: Vec<Peer> = lock(&master.workers)
                 .values()

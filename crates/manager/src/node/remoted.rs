@@ -173,15 +173,9 @@ async fn wait_ended(mut ended: watch::Receiver<bool>) -> bool {
 /// Closes the sessions of agents deleted (or re-keyed) since they connected; checked at
 /// most once a second however fast the registry moves.
 fn spawn_registry_watch(node: Arc<Node>) {
-    let mut rx = node.registry.subscribe();
+    let mut changes = node.registry.changes();
     tokio::spawn(async move {
-        loop {
-            match rx.recv().await {
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            while rx.try_recv().is_ok() {}
+        while changes.next(Duration::from_secs(1)).await {
             let stale: Vec<(u32, Peer)> = lock(&node.remoted.sessions)
                 .iter()
                 .filter(|(id, s)| node.registry.get(**id).map(|a| a.key) != Some(s.key.clone()))

@@ -264,6 +264,30 @@ impl Registry {
     pub fn subscribe(&self) -> broadcast::Receiver<u64> {
         self.shared.notify.subscribe()
     }
+
+    /// Commits, coalesced: see [`Changes::next`].
+    pub fn changes(&self) -> Changes {
+        Changes(self.subscribe())
+    }
+}
+
+/// A registry subscription for tasks that only need to know "something changed".
+pub struct Changes(broadcast::Receiver<u64>);
+
+impl Changes {
+    /// Waits for at least one commit, lets a burst settle for `settle`, and swallows what
+    /// queued meanwhile (a lagging receiver counts as a change). False once the registry is gone.
+    pub async fn next(&mut self, settle: std::time::Duration) -> bool {
+        match self.0.recv().await {
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return false,
+        }
+        if !settle.is_zero() {
+            tokio::time::sleep(settle).await;
+        }
+        while self.0.try_recv().is_ok() {}
+        true
+    }
 }
 
 impl Drop for Registry {
