@@ -7,7 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -15,6 +16,21 @@ use super::models::{bind_name, Backend, Bind, Frontend, Server};
 use super::{ApiError, ApiState, Snapshot};
 
 type Params = Query<HashMap<String, String>>;
+
+/// Configuration routes under `/v2/services/haproxy/configuration`.
+pub(crate) fn routes() -> Router<Arc<ApiState>> {
+    const CONF: &str = "/v2/services/haproxy/configuration";
+    Router::new()
+        .route(&format!("{CONF}/version"), get(version))
+        .route(&format!("{CONF}/frontends"), get(frontends))
+        .route(&format!("{CONF}/frontends/{{name}}"), get(frontend))
+        .route(&format!("{CONF}/backends"), get(backends))
+        .route(&format!("{CONF}/backends/{{name}}"), get(backend))
+        .route(&format!("{CONF}/servers"), get(servers))
+        .route(&format!("{CONF}/servers/{{name}}"), get(server))
+        .route(&format!("{CONF}/binds"), get(binds))
+        .route(&format!("{CONF}/binds/{{name}}"), get(bind))
+}
 
 /// Configuration reads carry the version in the body and, as HAProxy's API
 /// does, in a `Configuration-Version` header.

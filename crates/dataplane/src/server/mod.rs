@@ -1,10 +1,13 @@
-//! First slice of HAProxy's Data Plane API v2: read-only configuration
-//! endpoints behind HTTP basic auth, plain HTTP only.
+//! HAProxy's Data Plane API v2 behind HTTP basic auth: configuration endpoints
+//! (`handlers`), runtime and statistics endpoints (`runtime`), both over the
+//! [`Balancer`] the API drives.
 
 mod auth;
+pub mod balancer;
 mod error;
 mod handlers;
 mod models;
+mod runtime;
 
 use std::io;
 use std::path::PathBuf;
@@ -16,6 +19,7 @@ use axum::Router;
 
 use crate::model::DataplaneConf;
 
+pub use balancer::{AdminState, Balancer, ConfigOnly, RuntimeServer, StatRow};
 pub use error::ApiError;
 
 /// Why the server state could not be built.
@@ -43,11 +47,20 @@ pub struct Snapshot {
 }
 
 /// Shared state of the API server.
-#[derive(Debug)]
 pub struct ApiState {
     conf: DataplaneConf,
     config: RwLock<Arc<Snapshot>>,
     started: SystemTime,
+    balancer: Arc<dyn Balancer>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("conf", &self.conf)
+            .field("version", &self.snapshot().version)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ApiState {
@@ -63,7 +76,18 @@ impl ApiState {
                 config,
             })),
             started: SystemTime::now(),
+            balancer: Arc::new(ConfigOnly),
         })
+    }
+
+    /// Drives `balancer` instead of only writing the configuration.
+    pub fn with_balancer(mut self, balancer: Arc<dyn Balancer>) -> Self {
+        self.balancer = balancer;
+        self
+    }
+
+    pub fn balancer(&self) -> &Arc<dyn Balancer> {
+        &self.balancer
     }
 
     /// Reads `conf.config_file` and builds the state from it.
@@ -101,22 +125,11 @@ pub fn read_version(text: &str) -> Option<u64> {
 
 /// All routes, each behind basic auth.
 pub fn router(state: Arc<ApiState>) -> Router {
-    const CONF: &str = "/v2/services/haproxy/configuration";
     Router::new()
         .route("/v2/info", get(handlers::info))
         .route("/v2/health", get(handlers::health))
-        .route(&format!("{CONF}/version"), get(handlers::version))
-        .route(&format!("{CONF}/frontends"), get(handlers::frontends))
-        .route(
-            &format!("{CONF}/frontends/{{name}}"),
-            get(handlers::frontend),
-        )
-        .route(&format!("{CONF}/backends"), get(handlers::backends))
-        .route(&format!("{CONF}/backends/{{name}}"), get(handlers::backend))
-        .route(&format!("{CONF}/servers"), get(handlers::servers))
-        .route(&format!("{CONF}/servers/{{name}}"), get(handlers::server))
-        .route(&format!("{CONF}/binds"), get(handlers::binds))
-        .route(&format!("{CONF}/binds/{{name}}"), get(handlers::bind))
+        .merge(handlers::routes())
+        .merge(runtime::routes())
         .fallback(handlers::not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),

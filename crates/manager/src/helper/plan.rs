@@ -99,6 +99,12 @@ pub enum Action {
     RemoveServer {
         name: String,
     },
+    /// `admin_state` drain (`drain: true`) or ready: a drained server keeps its agents but gets
+    /// no new ones, so agents moved off it land on the others.
+    SetDrain {
+        name: String,
+        drain: bool,
+    },
     /// Ask `node` to reconnect these agents (one chunk, at most `agent_chunk_size` ids).
     Reconnect {
         node: String,
