@@ -4,6 +4,7 @@
 
 mod build;
 mod crypt;
+mod engine_link;
 mod error;
 mod model;
 mod node;
@@ -13,6 +14,7 @@ pub mod server;
 use std::path::Path;
 
 pub use crypt::check_password;
+pub use engine_link::{start_hook, EngineLink};
 pub use error::ConfError;
 pub use model::*;
 pub use server::{router, serve, ApiError, ApiState, ServerError};

@@ -34,6 +34,19 @@ pub struct LbArgs {
     pub daemon: bool,
     /// `-q`: do not print warnings at start-up.
     pub quiet: bool,
+    /// Run once the engine listens, inside its control runtime (may spawn tasks): how the
+    /// binary attaches services such as the Data Plane API. An error stops start-up.
+    pub on_start: Option<StartHook>,
+}
+
+/// See [`LbArgs::on_start`].
+#[derive(Clone)]
+pub struct StartHook(pub Arc<dyn Fn(Arc<Engine>) -> Result<(), String> + Send + Sync>);
+
+impl std::fmt::Debug for StartHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StartHook")
+    }
 }
 
 /// Runs `rampart lb`; returns the process exit code.
@@ -167,6 +180,12 @@ async fn run(
     for s in &sockets {
         if let Err(e) = runtime_api::serve(engine.clone(), s, stats_timeout) {
             eprintln!("[ALERT] Starting frontend GLOBAL: {e} ({})", s.loc);
+            return 1;
+        }
+    }
+    if let Some(hook) = &args.on_start {
+        if let Err(e) = (hook.0)(engine.clone()) {
+            eprintln!("[ALERT] {e}");
             return 1;
         }
     }

@@ -218,6 +218,10 @@ struct LbCli {
     /// After start-up, terminate these processes.
     #[arg(long = "st", value_name = "PID", num_args = 1..)]
     hard_stop: Vec<i32>,
+    /// Serve HAProxy's Data Plane API v2 as configured in this dataplaneapi.yml; it edits
+    /// the single -f file and applies changes to this process.
+    #[arg(long, value_name = "FILE")]
+    dataplane: Option<PathBuf>,
 }
 
 /// HAProxy spells its two-letter flags with one dash (`-sf`); clap wants two.
@@ -229,6 +233,41 @@ fn haproxy_style_args() -> Vec<String> {
             _ => a,
         })
         .collect()
+}
+
+/// Reads dataplaneapi.yml for `rampart lb --dataplane`: the API edits the balancer's own
+/// configuration file, so there must be exactly one.
+fn dataplane_hook(
+    path: &std::path::Path,
+    files: &[PathBuf],
+    quiet: bool,
+) -> Result<lb::daemon::StartHook, String> {
+    let mut conf = dataplane::load(path).map_err(|e| e.to_string())?;
+    let [file] = files else {
+        return Err(format!(
+            "--dataplane needs exactly one -f file to edit, {} given",
+            files.len()
+        ));
+    };
+    if !quiet {
+        for w in &conf.warnings {
+            eprintln!("[WARNING] {w}");
+        }
+        let same = |a: &std::path::Path, b: &std::path::Path| {
+            a == b || std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok()
+        };
+        let default = std::path::Path::new(dataplane::DEFAULT_CONFIG_FILE);
+        if !same(&conf.config_file, file) && conf.config_file != default {
+            eprintln!(
+                "[WARNING] {}: haproxy.config_file {} ignored: the API edits {}, the file this balancer runs",
+                path.display(),
+                conf.config_file.display(),
+                file.display()
+            );
+        }
+    }
+    conf.config_file = file.clone();
+    Ok(dataplane::start_hook(conf))
 }
 
 fn main() -> ExitCode {
@@ -246,8 +285,22 @@ fn main() -> ExitCode {
             } else {
                 a.files
             };
+            let on_start = match &a.dataplane {
+                Some(path) => match dataplane_hook(path, &files, a.quiet) {
+                    Ok(hook) => Some(hook),
+                    Err(e) => {
+                        eprintln!("[ALERT] {e}");
+                        return ExitCode::from(1);
+                    }
+                },
+                None => None,
+            };
+            if a.check && on_start.is_some() {
+                println!("Data Plane API configuration is valid");
+            }
             lb::daemon::main(lb::daemon::LbArgs {
                 files,
+                on_start,
                 check_only: a.check,
                 fd_socket: a.fd_socket,
                 soft_stop: a.soft_stop,
