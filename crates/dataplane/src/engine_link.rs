@@ -11,10 +11,10 @@ use lb::runtime_api::commands::{self, Command};
 use serde_json::{Map, Value};
 
 use crate::model::DataplaneConf;
-use crate::server::{serve, ApiState};
 use crate::server::balancer::{
     AdminState, Balancer, BoxFuture, OperationalState, RuntimeServer, StatRow,
 };
+use crate::server::{serve, ApiState};
 
 pub struct EngineLink {
     engine: Arc<Engine>,
@@ -212,7 +212,10 @@ fn stat_rows(csv: &str) -> Vec<StatRow> {
                 stats.insert((*name).to_string(), v);
             }
             let (name, parent) = if kind == "server" {
-                (fields.get(sv)?.to_string(), Some(fields.get(px)?.to_string()))
+                (
+                    fields.get(sv)?.to_string(),
+                    Some(fields.get(px)?.to_string()),
+                )
             } else {
                 (fields.get(px)?.to_string(), None)
             };
@@ -264,7 +267,10 @@ mod tests {
         assert_eq!(rows[0].name, "fe");
         assert!(!rows[0].stats.contains_key("lastchg"));
         let s = &rows[1];
-        assert_eq!((s.kind, s.name.as_str(), s.parent.as_deref()), ("server", "w1", Some("be")));
+        assert_eq!(
+            (s.kind, s.name.as_str(), s.parent.as_deref()),
+            ("server", "w1", Some("be"))
+        );
         assert_eq!(s.stats["scur"], Value::from(2));
         assert_eq!(s.stats["status"], Value::from("UP"));
         assert_eq!(s.stats["lastchg"], Value::from(17));

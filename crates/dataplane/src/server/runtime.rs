@@ -26,7 +26,10 @@ pub(crate) fn routes() -> Router<Arc<ApiState>> {
     Router::new()
         .route(&format!("{RT}/info"), get(info))
         .route(&format!("{RT}/servers"), get(servers))
-        .route(&format!("{RT}/servers/{{name}}"), get(server).put(put_server))
+        .route(
+            &format!("{RT}/servers/{{name}}"),
+            get(server).put(put_server),
+        )
         .route("/v2/services/haproxy/stats/native", get(native_stats))
 }
 
@@ -54,9 +57,7 @@ fn one(state: &ApiState, backend: &str, name: &str) -> Result<RuntimeServer, Api
         .into_iter()
         .find(|s| s.name == name)
         .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "server {name} does not exist in backend {backend}"
-            ))
+            ApiError::NotFound(format!("server {name} does not exist in backend {backend}"))
         })
 }
 

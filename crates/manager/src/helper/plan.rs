@@ -8,7 +8,8 @@
 //! - after a backend change the planner waits (over later cycles) for the new servers to be UP,
 //!   then reconnects the agents above the mean of the loaded nodes and every agent of a removed
 //!   node, in chunks of `agent_chunk_size` separated by `agent_reconnection_time`, then waits
-//!   `agent_reconnection_stability_time`;
+//!   `agent_reconnection_stability_time`; a node still in the backend is drained while its
+//!   agents move (rampart's addition: leastconn could otherwise hand them straight back);
 //! - otherwise, when the backend is unbalanced, it reconnects the excess of the loaded nodes.
 //!
 //! Balance is measured on `scur` of the servers that are UP and belong to a connected,
@@ -409,7 +410,7 @@ pub fn plan(cfg: &HaproxyHelper, state: &mut HelperState, obs: &Observed) -> Vec
         );
         let mut batches = pick_agents(&above_mean(&counts), obs.agents_by_node);
         batches.extend(orphans);
-        reconnect(cfg, state, now, batches, &mut out);
+        reconnect(cfg, state, now, batches, &counts, &mut out);
         return out;
     }
 
@@ -447,7 +448,7 @@ pub fn plan(cfg: &HaproxyHelper, state: &mut HelperState, obs: &Observed) -> Vec
         "Load balancer backend is unbalanced, balancing exceeding connections".to_string(),
     );
     let batches = pick_agents(&to_move, obs.agents_by_node);
-    reconnect(cfg, state, now, batches, &mut out);
+    reconnect(cfg, state, now, batches, &counts, &mut out);
     out
 }
 
@@ -474,12 +475,15 @@ fn pick_agents(
         .collect()
 }
 
-/// Chunked reconnections with pauses between chunks, then the stability wait.
+/// Chunked reconnections with pauses between chunks, then the stability wait. A node still in
+/// the backend (`in_backend`) is drained while its agents move, so leastconn cannot hand them
+/// straight back to it, and made ready again one pause after its last chunk.
 fn reconnect(
     cfg: &HaproxyHelper,
     state: &mut HelperState,
     now: u64,
     batches: Vec<(String, Vec<u32>)>,
+    in_backend: &BTreeMap<String, u64>,
     out: &mut Vec<Action>,
 ) {
     // The config enforces >= 100; guard anyway so `chunks` never gets 0.
@@ -487,14 +491,23 @@ fn reconnect(
     let pause = cfg.agent_reconnection_time.as_secs();
     let mut waited = 0u64;
     let mut any = false;
+    // A pause is owed after every chunk, before whatever reconnects or un-drains next.
+    let mut owe_pause = false;
     for (node, agents) in batches.into_iter().filter(|(_, a)| !a.is_empty()) {
         log(
             out,
             Level::Info,
             format!("Reconnecting {} agents from {node}", agents.len()),
         );
+        let drain = in_backend.contains_key(&node);
+        if drain {
+            out.push(Action::SetDrain {
+                name: node.clone(),
+                drain: true,
+            });
+        }
         for ids in agents.chunks(chunk) {
-            if any {
+            if owe_pause {
                 out.push(Action::Wait {
                     seconds: pause,
                     reason: "Waiting before reconnecting the next chunk of agents".to_string(),
@@ -502,9 +515,24 @@ fn reconnect(
                 waited += pause;
             }
             any = true;
+            owe_pause = true;
             out.push(Action::Reconnect {
                 node: node.clone(),
                 agents: ids.to_vec(),
+            });
+        }
+        if drain {
+            if owe_pause {
+                out.push(Action::Wait {
+                    seconds: pause,
+                    reason: format!("Waiting for {node}'s agents to reconnect elsewhere"),
+                });
+                waited += pause;
+                owe_pause = false;
+            }
+            out.push(Action::SetDrain {
+                name: node.clone(),
+                drain: false,
             });
         }
     }
@@ -788,8 +816,34 @@ mod tests {
         assert_eq!(rc[1].1.last(), Some(&1400));
         assert_eq!(rc[2].0, "w2");
         assert_eq!(rc[2].1[0], 2599);
-        // 5 s between the 4 chunks, then the 60 s stability wait, last.
-        assert_eq!(waits(&acts), vec![5, 5, 5, 60]);
+        // 5 s after each chunk (the pause that ends a node's drain included), then the 60 s
+        // stability wait, last.
+        assert_eq!(waits(&acts), vec![5, 5, 5, 5, 60]);
+        // Each loaded node is drained while its agents move, and made ready again after.
+        let drains: Vec<(&str, bool)> = acts
+            .iter()
+            .filter_map(|a| match a {
+                Action::SetDrain { name, drain } => Some((name.as_str(), *drain)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            drains,
+            vec![("w1", true), ("w1", false), ("w2", true), ("w2", false)]
+        );
+        let w1_ready = acts
+            .iter()
+            .position(|a| {
+                a == &Action::SetDrain {
+                    name: "w1".into(),
+                    drain: false,
+                }
+            })
+            .unwrap();
+        assert!(matches!(
+            acts[w1_ready - 1],
+            Action::Wait { seconds: 5, .. }
+        ));
         assert!(matches!(
             acts.last(),
             Some(Action::Wait { seconds: 60, .. })
@@ -802,7 +856,7 @@ mod tests {
         assert!(!acts[..first_rc]
             .iter()
             .any(|a| matches!(a, Action::Wait { .. })));
-        assert_eq!(st.quiet_until_s(), 120 + 15 + 60);
+        assert_eq!(st.quiet_until_s(), 120 + 20 + 60);
         assert!(!st.change_pending());
     }
 
@@ -1011,7 +1065,7 @@ mod tests {
         assert!(rc.iter().all(|(n, _)| n == "master"));
         assert_eq!(rc[0].1, (351..451).rev().collect::<Vec<u32>>());
         assert_eq!(rc[1].1, (301..351).rev().collect::<Vec<u32>>());
-        assert_eq!(waits(&acts), vec![5, 60]);
+        assert_eq!(waits(&acts), vec![5, 5, 60]);
         assert!(!acts
             .iter()
             .any(|a| matches!(a, Action::AddServer { .. } | Action::RemoveServer { .. })));
@@ -1113,7 +1167,7 @@ mod tests {
         );
         let sizes: Vec<usize> = reconnects(&acts).iter().map(|(_, a)| a.len()).collect();
         assert_eq!(sizes, vec![300, 300, 100]);
-        assert_eq!(waits(&acts), vec![7, 7, 60]);
+        assert_eq!(waits(&acts), vec![7, 7, 7, 60]);
     }
 
     #[test]
