@@ -15,7 +15,9 @@ use std::path::Path;
 pub use crypt::check_password;
 pub use error::ConfError;
 pub use model::*;
-pub use server::{router, serve, ApiError, ApiState, ServerError};
+pub use server::{
+    router, serve, serve_conf, ApiError, ApiState, ListenError, Listeners, ServerError,
+};
 
 /// Reads and validates a `dataplaneapi.yml`.
 pub fn load(path: &Path) -> Result<DataplaneConf, ConfError> {
