@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -23,6 +23,10 @@ use crate::model::{DataplaneConf, Scheme, Tls};
 /// A client that connects but never finishes the handshake is dropped after
 /// this long.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Likewise for a client that does not send a complete request header in
+/// time (hyper's own default, made explicit since it needs a timer).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the listeners could not be set up or stopped serving.
 #[derive(Debug, thiserror::Error)]
@@ -58,11 +62,17 @@ pub enum ListenError {
     },
 }
 
+/// A listening socket and the address it got.
+struct Bound {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
 /// Bound sockets, ready to serve; binding first lets the caller fail fast
 /// and learn the real addresses (port 0 in tests).
 pub struct Listeners {
-    http: Option<TcpListener>,
-    https: Option<(TcpListener, TlsAcceptor)>,
+    http: Option<Bound>,
+    https: Option<(Bound, TlsAcceptor)>,
 }
 
 impl std::fmt::Debug for Listeners {
@@ -101,12 +111,12 @@ impl Listeners {
 
     /// Where plain HTTP is served, if it is.
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http.as_ref().and_then(|l| l.local_addr().ok())
+        self.http.as_ref().map(|b| b.addr)
     }
 
     /// Where HTTPS is served, if it is.
     pub fn https_addr(&self) -> Option<SocketAddr> {
-        self.https.as_ref().and_then(|(l, _)| l.local_addr().ok())
+        self.https.as_ref().map(|(b, _)| b.addr)
     }
 
     /// Serves the API on every listener; returns only if one fails.
@@ -115,14 +125,14 @@ impl Listeners {
             let state = Arc::clone(&state);
             async move {
                 match self.http {
-                    Some(listener) => serve_http(listener, state).await,
+                    Some(bound) => serve_http(bound, state).await,
                     None => std::future::pending().await,
                 }
             }
         };
         let https = async move {
             match self.https {
-                Some((listener, acceptor)) => serve_https(listener, acceptor, state).await,
+                Some((bound, acceptor)) => serve_https(bound.listener, acceptor, state).await,
                 None => std::future::pending().await,
             }
         };
@@ -140,17 +150,18 @@ pub async fn serve_conf(state: Arc<ApiState>) -> Result<(), ListenError> {
 
 /// `host` as written in dataplaneapi.yml: an address (IPv6 possibly in
 /// brackets) or a name to resolve.
-async fn bind_tcp(host: &str, port: u16) -> Result<TcpListener, ListenError> {
+async fn bind_tcp(host: &str, port: u16) -> Result<Bound, ListenError> {
     let bare = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    TcpListener::bind((bare, port))
-        .await
-        .map_err(|source| ListenError::Bind {
-            addr: display_addr(host, port),
-            source,
-        })
+    let failed = |source| ListenError::Bind {
+        addr: display_addr(host, port),
+        source,
+    };
+    let listener = TcpListener::bind((bare, port)).await.map_err(failed)?;
+    let addr = listener.local_addr().map_err(failed)?;
+    Ok(Bound { listener, addr })
 }
 
 fn display_addr(host: &str, port: u16) -> String {
@@ -161,12 +172,9 @@ fn display_addr(host: &str, port: u16) -> String {
     }
 }
 
-async fn serve_http(listener: TcpListener, state: Arc<ApiState>) -> Result<(), ListenError> {
-    let addr = listener.local_addr().map_err(|source| ListenError::Bind {
-        addr: "HTTP listener".into(),
-        source,
-    })?;
-    axum::serve(listener, router(state))
+async fn serve_http(bound: Bound, state: Arc<ApiState>) -> Result<(), ListenError> {
+    let addr = bound.addr;
+    axum::serve(bound.listener, router(state))
         .await
         .map_err(|source| ListenError::Accept { addr, source })
 }
@@ -203,6 +211,8 @@ async fn serve_https(
                 }
             };
             let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(tls), service)
                 .await;
             if let Err(e) = served {
