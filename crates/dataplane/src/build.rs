@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::crypt::looks_like_crypt;
+use crate::crypt::{is_md5_crypt, looks_like_crypt};
 use crate::error::{at, ConfError};
 use crate::model::*;
 use crate::node::{Node, Value};
@@ -429,6 +429,16 @@ fn users(ctx: &mut Ctx, api: Option<&Node>) -> Result<Vec<User>, ConfError> {
             }
             Password::Plain(pw)
         } else {
+            if is_md5_crypt(&pw) {
+                return Err(ctx.invalid(
+                    &pw_key,
+                    pw_line,
+                    format!(
+                        "user `{name}`: MD5-crypt ($1$) hashes are not supported; \
+                         use a $6$, $5$ or bcrypt hash (e.g. `openssl passwd -6`)"
+                    ),
+                ));
+            }
             if !looks_like_crypt(&pw) {
                 return Err(ctx.invalid(
                     &pw_key,

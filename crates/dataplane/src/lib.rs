@@ -17,7 +17,9 @@ pub use crypt::check_password;
 pub use engine_link::{start_hook, EngineLink};
 pub use error::ConfError;
 pub use model::*;
-pub use server::{router, serve, ApiError, ApiState, ServerError};
+pub use server::{
+    router, serve, serve_conf, ApiError, ApiState, ListenError, Listeners, ServerError,
+};
 
 /// Reads and validates a `dataplaneapi.yml`.
 pub fn load(path: &Path) -> Result<DataplaneConf, ConfError> {

@@ -10,7 +10,7 @@ use base64::Engine;
 
 use super::{ApiError, ApiState};
 use crate::crypt::check_password;
-use crate::model::User;
+use crate::model::{Password, User};
 
 /// Same message for every failure so a client cannot probe user names.
 const DENIED: &str = "unauthenticated for invalid credentials";
@@ -31,13 +31,21 @@ pub(crate) fn credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_string(), pass.to_string()))
 }
 
-/// Whether the credentials match a user; hashed passwords are refused until
-/// crypt verification exists.
-pub(crate) fn authorized(users: &[User], name: &str, pass: &str) -> bool {
-    users
-        .iter()
-        .find(|u| u.name == name)
-        .is_some_and(|u| check_password(u, pass))
+/// Whether the credentials match a user. Hash verification (thousands of
+/// rounds on a cache miss) runs off the async workers.
+pub(crate) async fn authorized(users: &[User], name: String, pass: String) -> bool {
+    let Some(user) = users.iter().find(|u| u.name == name) else {
+        return false;
+    };
+    match &user.password {
+        Password::Plain(_) => check_password(user, &pass),
+        Password::Hashed(_) => {
+            let user = user.clone();
+            tokio::task::spawn_blocking(move || check_password(&user, &pass))
+                .await
+                .unwrap_or(false)
+        }
+    }
 }
 
 pub(crate) async fn require_basic(
@@ -45,16 +53,20 @@ pub(crate) async fn require_basic(
     req: Request,
     next: Next,
 ) -> Response {
-    match credentials(req.headers()) {
-        Some((name, pass)) if authorized(&state.conf().users, &name, &pass) => next.run(req).await,
-        _ => ApiError::Unauthorized(DENIED.to_string()).into_response(),
+    let ok = match credentials(req.headers()) {
+        Some((name, pass)) => authorized(&state.conf().users, name, pass).await,
+        None => false,
+    };
+    if ok {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized(DENIED.to_string()).into_response()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Password;
     use axum::http::HeaderValue;
 
     fn headers(v: &str) -> HeaderMap {
@@ -73,8 +85,10 @@ mod tests {
         assert_eq!(credentials(&HeaderMap::new()), None);
     }
 
-    #[test]
-    fn hashed_users_refused() {
+    #[tokio::test]
+    async fn plain_and_hashed_users() {
+        // `openssl passwd -6 -salt rampartSalt s3cret`
+        let sha512 = "$6$rampartSalt$2BdmtiOrMWlUF2V2m6aA3HT3U09UGTq7YdBg4feSvqSfMU7hu.VQcnLRmMVfdJhip9I245Uv9tahv9Fj/oflb.";
         let users = vec![
             User {
                 name: "plain".into(),
@@ -82,12 +96,33 @@ mod tests {
             },
             User {
                 name: "hashed".into(),
+                password: Password::Hashed(sha512.into()),
+            },
+            User {
+                name: "bogus".into(),
                 password: Password::Hashed(format!("$6$s${}", "a".repeat(86))),
             },
         ];
-        assert!(authorized(&users, "plain", "pw"));
-        assert!(!authorized(&users, "plain", "PW"));
-        assert!(!authorized(&users, "hashed", "pw"));
-        assert!(!authorized(&users, "nobody", "pw"));
+        assert!(authorized(&users, "plain".into(), "pw".into()).await);
+        assert!(!authorized(&users, "plain".into(), "PW".into()).await);
+        assert!(authorized(&users, "hashed".into(), "s3cret".into()).await);
+        assert!(!authorized(&users, "hashed".into(), "pw".into()).await);
+        // The password of one user does not open another.
+        assert!(!authorized(&users, "plain".into(), "s3cret".into()).await);
+        assert!(!authorized(&users, "bogus".into(), "pw".into()).await);
+        assert!(!authorized(&users, "nobody".into(), "pw".into()).await);
+    }
+
+    #[tokio::test]
+    async fn sha256_hashed_user() {
+        let users = vec![User {
+            name: "h".into(),
+            password: Password::Hashed(
+                "$5$rampartSalt$9kDWcF.ElJZz2r6UhJOXehO9p2I71IfsQSMSw8u8mR.".into(),
+            ),
+        }];
+        assert!(authorized(&users, "h".into(), "s3cret".into()).await);
+        assert!(!authorized(&users, "h".into(), "S3cret".into()).await);
+        assert!(!authorized(&users, "x".into(), "s3cret".into()).await);
     }
 }

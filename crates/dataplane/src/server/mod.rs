@@ -6,6 +6,7 @@ mod auth;
 pub mod balancer;
 mod error;
 mod handlers;
+mod listen;
 mod models;
 mod runtime;
 
@@ -21,6 +22,7 @@ use crate::model::DataplaneConf;
 
 pub use balancer::{AdminState, Balancer, ConfigOnly, RuntimeServer, StatRow};
 pub use error::ApiError;
+pub use listen::{serve_conf, ListenError, Listeners};
 
 /// Why the server state could not be built.
 #[derive(Debug, thiserror::Error)]
