@@ -14,7 +14,7 @@ use crate::model::DataplaneConf;
 use crate::server::balancer::{
     AdminState, Balancer, BoxFuture, OperationalState, RuntimeServer, StatRow,
 };
-use crate::server::{serve, ApiState};
+use crate::server::{ApiState, Listeners};
 
 pub struct EngineLink {
     engine: Arc<Engine>,
@@ -233,21 +233,29 @@ fn stat_rows(csv: &str) -> Vec<StatRow> {
 /// `conf.config_file` (the balancer's own file) and serves the API with the engine behind it.
 pub fn start_hook(conf: DataplaneConf) -> StartHook {
     StartHook(Arc::new(move |engine: Arc<Engine>| {
-        let state = ApiState::load(conf.clone())
-            .map_err(|e| format!("Data Plane API: {e}"))?
-            .with_balancer(Arc::new(EngineLink::new(engine)));
-        let addr = format!("{}:{}", conf.host, conf.port);
-        let listener = std::net::TcpListener::bind(&addr)
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .and_then(tokio::net::TcpListener::from_std)
-            .map_err(|e| format!("Data Plane API: cannot listen on {addr}: {e}"))?;
-        tracing::info!("Data Plane API listening on {addr}");
-        tokio::spawn(async move {
-            if let Err(e) = serve(listener, Arc::new(state)).await {
-                tracing::error!("Data Plane API stopped: {e}");
+        let conf = conf.clone();
+        Box::pin(async move {
+            let state = ApiState::load(conf.clone())
+                .map_err(|e| format!("Data Plane API: {e}"))?
+                .with_balancer(Arc::new(EngineLink::new(engine)));
+            let listeners = Listeners::bind(&conf)
+                .await
+                .map_err(|e| format!("Data Plane API: {e}"))?;
+            for (scheme, addr) in [
+                ("http", listeners.http_addr()),
+                ("https", listeners.https_addr()),
+            ] {
+                if let Some(a) = addr {
+                    tracing::info!("Data Plane API listening on {scheme}://{a}");
+                }
             }
-        });
-        Ok(())
+            tokio::spawn(async move {
+                if let Err(e) = listeners.run(Arc::new(state)).await {
+                    tracing::error!("Data Plane API stopped: {e}");
+                }
+            });
+            Ok(())
+        })
     }))
 }
 

@@ -41,7 +41,10 @@ pub struct LbArgs {
 
 /// See [`LbArgs::on_start`].
 #[derive(Clone)]
-pub struct StartHook(pub Arc<dyn Fn(Arc<Engine>) -> Result<(), String> + Send + Sync>);
+pub struct StartHook(pub Arc<dyn Fn(Arc<Engine>) -> HookFuture + Send + Sync>);
+
+pub type HookFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
 
 impl std::fmt::Debug for StartHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -184,7 +187,7 @@ async fn run(
         }
     }
     if let Some(hook) = &args.on_start {
-        if let Err(e) = (hook.0)(engine.clone()) {
+        if let Err(e) = (hook.0)(engine.clone()).await {
             eprintln!("[ALERT] {e}");
             return 1;
         }
