@@ -19,6 +19,8 @@ pub struct NodeSpec {
     pub auth_port: u16,
     pub remote_port: u16,
     pub password: Option<String>,
+    /// Extra elements inside `<cluster>` (e.g. a `<haproxy_helper>` block).
+    pub cluster_extra: String,
 }
 
 impl NodeSpec {
@@ -34,6 +36,7 @@ impl NodeSpec {
             auth_port: free_port(),
             remote_port: free_port(),
             password: None,
+            cluster_extra: String::new(),
         }
     }
 
@@ -48,6 +51,7 @@ impl NodeSpec {
             auth_port: free_port(),
             remote_port: free_port(),
             password: None,
+            cluster_extra: String::new(),
         }
     }
 
@@ -97,6 +101,7 @@ impl NodeSpec {
       <request_timeout>10s</request_timeout>
       <in_doubt_wait>30s</in_doubt_wait>
     </intervals>
+{extra}
   </cluster>
 </ossec_config>
 "#,
@@ -106,6 +111,7 @@ impl NodeSpec {
             name = self.name,
             key = self.key,
             port = self.master_port,
+            extra = self.cluster_extra,
         )
     }
 }
