@@ -4,6 +4,7 @@
 
 mod build;
 mod crypt;
+pub mod edit;
 mod error;
 mod model;
 mod node;
