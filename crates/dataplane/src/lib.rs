@@ -16,7 +16,10 @@ use std::path::Path;
 pub use crypt::check_password;
 pub use error::ConfError;
 pub use model::*;
-pub use server::{router, serve, ApiError, ApiState, ServerError};
+pub use server::{
+    router, serve, AdminState, ApiError, ApiState, Balancer, ConfigOnly, Reload, RuntimeServer,
+    ServerError, StatRow, Transaction,
+};
 
 /// Reads and validates a `dataplaneapi.yml`.
 pub fn load(path: &Path) -> Result<DataplaneConf, ConfError> {

@@ -115,11 +115,31 @@ mod tests {
 
     #[test]
     fn inserts_after_last_server_or_at_section_end() {
-        let t = insert_line(CFG, &sec("backend", "b"), "server", "server s3 10.0.0.3:1514");
-        assert!(t.contains("  server s2 10.0.0.2:1514\n  server s3 10.0.0.3:1514\n  timeout server 5s"));
-        let t = insert_line(CFG, &sec("backend", "e"), "server", "server s1 10.0.0.3:1514");
-        assert!(t.ends_with("  balance first\n  server s1 10.0.0.3:1514\n\n# end\n"), "{t}");
-        let t = insert_line("backend x\n", &find_section("backend x\n", &["backend"], Some("x")).unwrap(), "server", "server a 1.1.1.1:1");
+        let t = insert_line(
+            CFG,
+            &sec("backend", "b"),
+            "server",
+            "server s3 10.0.0.3:1514",
+        );
+        assert!(
+            t.contains("  server s2 10.0.0.2:1514\n  server s3 10.0.0.3:1514\n  timeout server 5s")
+        );
+        let t = insert_line(
+            CFG,
+            &sec("backend", "e"),
+            "server",
+            "server s1 10.0.0.3:1514",
+        );
+        assert!(
+            t.ends_with("  balance first\n  server s1 10.0.0.3:1514\n\n# end\n"),
+            "{t}"
+        );
+        let t = insert_line(
+            "backend x\n",
+            &find_section("backend x\n", &["backend"], Some("x")).unwrap(),
+            "server",
+            "server a 1.1.1.1:1",
+        );
         assert_eq!(t, "backend x\n    server a 1.1.1.1:1\n");
     }
 

@@ -236,7 +236,10 @@ mod tests {
     #[test]
     fn splits_into_sections() {
         let s = sections(CFG);
-        let kinds: Vec<_> = s.iter().map(|s| (s.kind.as_str(), s.name.clone())).collect();
+        let kinds: Vec<_> = s
+            .iter()
+            .map(|s| (s.kind.as_str(), s.name.clone()))
+            .collect();
         assert_eq!(
             kinds,
             [
@@ -253,9 +256,18 @@ mod tests {
 
     #[test]
     fn keys() {
-        assert_eq!(line_key("  timeout client 5s").as_deref(), Some("timeout client"));
-        assert_eq!(line_key("no option redispatch").as_deref(), Some("option redispatch"));
-        assert_eq!(line_key("stats socket /x level admin").as_deref(), Some("stats socket"));
+        assert_eq!(
+            line_key("  timeout client 5s").as_deref(),
+            Some("timeout client")
+        );
+        assert_eq!(
+            line_key("no option redispatch").as_deref(),
+            Some("option redispatch")
+        );
+        assert_eq!(
+            line_key("stats socket /x level admin").as_deref(),
+            Some("stats socket")
+        );
         assert_eq!(line_key("  maxconn 5 # c").as_deref(), Some("maxconn"));
         assert_eq!(line_key("   # only a comment"), None);
     }
@@ -275,14 +287,21 @@ mod tests {
         assert!(t.ends_with("check\n\nbackend b2\n    mode tcp\n"));
         let t = append_section("global", "backend b", &[]);
         assert_eq!(t, "global\n\nbackend b\n");
-        let t = prepend_section("# _version=1\n# c\nbackend b\n", "global", &["daemon".into()]);
+        let t = prepend_section(
+            "# _version=1\n# c\nbackend b\n",
+            "global",
+            &["daemon".into()],
+        );
         assert_eq!(t, "# _version=1\n# c\nglobal\n    daemon\n\nbackend b\n");
     }
 
     #[test]
     fn replace_keeps_other_lines() {
         let changes = vec![
-            ("balance".to_string(), vec!["balance roundrobin".to_string()]),
+            (
+                "balance".to_string(),
+                vec!["balance roundrobin".to_string()],
+            ),
             ("mode".to_string(), vec!["mode tcp".to_string()]),
             ("unknown-kw".to_string(), vec![]),
         ];
@@ -292,7 +311,14 @@ mod tests {
         ));
         // Indentation of a replaced line is kept.
         let d = sec("defaults", None);
-        let t = replace_keys(CFG, &d, &[("timeout connect".into(), vec!["timeout connect 1000".into()])]);
+        let t = replace_keys(
+            CFG,
+            &d,
+            &[(
+                "timeout connect".into(),
+                vec!["timeout connect 1000".into()],
+            )],
+        );
         assert!(t.contains("  mode tcp\n  timeout connect 1000\n"));
         assert!(t.contains("# operator notes") && t.contains("# the public side"));
     }
@@ -300,10 +326,21 @@ mod tests {
     #[test]
     fn delete_keeps_following_comments() {
         let t = delete_section(CFG, &sec("defaults", None));
-        assert!(t.contains("    maxconn 100 # inline\n\n# the public side\nfrontend f1"), "{t}");
+        assert!(
+            t.contains("    maxconn 100 # inline\n\n# the public side\nfrontend f1"),
+            "{t}"
+        );
         let t = delete_section(CFG, &sec("backend", Some("b1")));
         assert!(t.ends_with("    default_backend b1\n"), "{t:?}");
-        let t = delete_section("backend a\n\nbackend b\n    mode tcp\n\nbackend c\n", &find_section("backend a\n\nbackend b\n    mode tcp\n\nbackend c\n", &["backend"], Some("b")).unwrap());
+        let t = delete_section(
+            "backend a\n\nbackend b\n    mode tcp\n\nbackend c\n",
+            &find_section(
+                "backend a\n\nbackend b\n    mode tcp\n\nbackend c\n",
+                &["backend"],
+                Some("b"),
+            )
+            .unwrap(),
+        );
         assert_eq!(t, "backend a\n\nbackend c\n");
     }
 }

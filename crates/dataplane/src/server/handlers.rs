@@ -20,7 +20,9 @@ use crate::edit::{self, Section};
 use super::models::{
     bind_name, body_object, diff, flatten, Backend, Bind, Frontend, Global, Server,
 };
-use super::write::{answer, commit_transaction, version_mismatch, write, Apply, Edited, WriteQuery};
+use super::write::{
+    answer, commit_transaction, version_mismatch, write, Apply, Edited, WriteQuery,
+};
 use super::{ApiError, ApiState, Snapshot};
 
 type Params = Query<HashMap<String, String>>;
@@ -42,7 +44,10 @@ pub(crate) fn routes() -> Router<Arc<ApiState>> {
             &format!("{CONF}/frontends/{{name}}"),
             get(frontend).put(put_frontend).delete(delete_frontend),
         )
-        .route(&format!("{CONF}/backends"), get(backends).post(post_backend))
+        .route(
+            &format!("{CONF}/backends"),
+            get(backends).post(post_backend),
+        )
         .route(
             &format!("{CONF}/backends/{{name}}"),
             get(backend).put(put_backend).delete(delete_backend),
@@ -63,9 +68,7 @@ pub(crate) fn routes() -> Router<Arc<ApiState>> {
         )
         .route(
             &format!("{SVC}/transactions/{{id}}"),
-            get(transaction)
-                .put(commit)
-                .delete(delete_transaction),
+            get(transaction).put(commit).delete(delete_transaction),
         )
         .route(&format!("{SVC}/reloads"), get(reloads))
         .route(&format!("{SVC}/reloads/{{id}}"), get(reload))
@@ -233,7 +236,11 @@ async fn frontend(
     Ok(versioned(&snap, f))
 }
 
-async fn post_frontend(State(state): St, Query(q): Params, body: Bytes) -> Result<Response, ApiError> {
+async fn post_frontend(
+    State(state): St,
+    Query(q): Params,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let wq = WriteQuery::parse(&q)?;
     let f = Frontend::from_json(&body_object(&body)?)?;
     let (outcome, out) = write(&state, &wq, |text, config| {
@@ -312,7 +319,11 @@ async fn backend(
     Ok(versioned(&snap, b))
 }
 
-async fn post_backend(State(state): St, Query(q): Params, body: Bytes) -> Result<Response, ApiError> {
+async fn post_backend(
+    State(state): St,
+    Query(q): Params,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let wq = WriteQuery::parse(&q)?;
     let b = Backend::from_json(&body_object(&body)?)?;
     let (outcome, out) = write(&state, &wq, |text, config| {
@@ -382,7 +393,10 @@ async fn servers(State(state): St, Query(q): Params) -> Result<Response, ApiErro
     Ok(versioned(&snap, list))
 }
 
-fn find_server<'a>(b: &'a lb::config::Backend, name: &str) -> Result<&'a lb::config::Server, ApiError> {
+fn find_server<'a>(
+    b: &'a lb::config::Backend,
+    name: &str,
+) -> Result<&'a lb::config::Server, ApiError> {
     b.servers.iter().find(|s| s.name == name).ok_or_else(|| {
         ApiError::NotFound(format!(
             "server {name} does not exist in backend {}",
@@ -402,7 +416,11 @@ async fn server(
     Ok(versioned(&snap, Server::from(s)))
 }
 
-async fn post_server(State(state): St, Query(q): Params, body: Bytes) -> Result<Response, ApiError> {
+async fn post_server(
+    State(state): St,
+    Query(q): Params,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let backend = parent(&q, "backend")?.to_string();
     let wq = WriteQuery::parse(&q)?;
     let s = Server::from_json(&body_object(&body)?)?;
@@ -487,10 +505,16 @@ async fn binds(State(state): St, Query(q): Params) -> Result<Response, ApiError>
     Ok(versioned(&snap, list))
 }
 
-fn find_bind<'a>(f: &'a lb::config::Frontend, name: &str) -> Result<&'a lb::config::Bind, ApiError> {
-    f.binds.iter().find(|b| bind_name(b) == name).ok_or_else(|| {
-        ApiError::NotFound(format!("bind {name} does not exist in frontend {}", f.name))
-    })
+fn find_bind<'a>(
+    f: &'a lb::config::Frontend,
+    name: &str,
+) -> Result<&'a lb::config::Bind, ApiError> {
+    f.binds
+        .iter()
+        .find(|b| bind_name(b) == name)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("bind {name} does not exist in frontend {}", f.name))
+        })
 }
 
 async fn bind(
@@ -574,7 +598,10 @@ async fn delete_bind(
 // ---- transactions ----
 
 async fn transactions(State(state): St, Query(q): Params) -> Json<Value> {
-    let status = q.get("status").map(String::as_str).filter(|s| !s.is_empty());
+    let status = q
+        .get("status")
+        .map(String::as_str)
+        .filter(|s| !s.is_empty());
     Json(json!(state.transactions.list(status)))
 }
 
@@ -601,7 +628,11 @@ async fn transaction(State(state): St, Path(id): Path<String>) -> Result<Respons
     Ok(Json(tx).into_response())
 }
 
-async fn commit(State(state): St, Path(id): Path<String>, Query(q): Params) -> Result<Response, ApiError> {
+async fn commit(
+    State(state): St,
+    Path(id): Path<String>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
     let force = matches!(
         q.get("force_reload").map(String::as_str),
         Some("true" | "True" | "1")
@@ -610,11 +641,16 @@ async fn commit(State(state): St, Path(id): Path<String>, Query(q): Params) -> R
     Ok(answer(outcome, StatusCode::OK, Some(&tx)))
 }
 
-async fn delete_transaction(State(state): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn delete_transaction(
+    State(state): St,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     if state.transactions.delete(&id) {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
-        Err(ApiError::NotFound(format!("transaction {id} does not exist")))
+        Err(ApiError::NotFound(format!(
+            "transaction {id} does not exist"
+        )))
     }
 }
 

@@ -23,9 +23,9 @@ use axum::Router;
 use crate::model::DataplaneConf;
 
 pub use balancer::{AdminState, Balancer, ConfigOnly, RuntimeServer, StatRow};
+pub use error::ApiError;
 pub use reloads::Reload;
 pub use transactions::Transaction;
-pub use error::ApiError;
 
 /// Why the server state could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -72,8 +72,9 @@ impl<'a> Fields<'a> {
             return Ok(None);
         };
         if s.is_empty()
-            || s.chars()
-                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '#' | '"' | '\'' | '\\'))
+            || s.chars().any(|c| {
+                c.is_whitespace() || c.is_control() || matches!(c, '#' | '"' | '\'' | '\\')
+            })
         {
             return Err(self.bad(key, format!("invalid value '{s}'")));
         }
@@ -97,16 +98,17 @@ impl<'a> Fields<'a> {
         Ok(name)
     }
 
-    pub fn one_of(&self, key: &str, allowed: &[&'static str]) -> Result<Option<&'static str>, ApiError> {
+    pub fn one_of(
+        &self,
+        key: &str,
+        allowed: &[&'static str],
+    ) -> Result<Option<&'static str>, ApiError> {
         let Some(s) = self.opt::<String>(key)? else {
             return Ok(None);
         };
         match allowed.iter().find(|a| **a == s) {
             Some(a) => Ok(Some(a)),
-            None => Err(self.bad(
-                key,
-                format!("'{s}' is not one of {}", allowed.join(", ")),
-            )),
+            None => Err(self.bad(key, format!("'{s}' is not one of {}", allowed.join(", ")))),
         }
     }
 
@@ -251,9 +253,9 @@ impl Backend {
                     obj: b.obj,
                     prefix: "balance.",
                 };
-                let algorithm = b.one_of("algorithm", ALGORITHMS)?.ok_or_else(|| {
-                    ApiError::BadRequest("balance.algorithm is required".into())
-                })?;
+                let algorithm = b
+                    .one_of("algorithm", ALGORITHMS)?
+                    .ok_or_else(|| ApiError::BadRequest("balance.algorithm is required".into()))?;
                 Some(Balance { algorithm })
             }
         };
@@ -332,7 +334,12 @@ struct ServerOpt {
     reset: Vec<String>,
 }
 
-fn flag(on: Option<&str>, kw: &'static str, no: &'static str, kws: &'static [&'static str]) -> ServerOpt {
+fn flag(
+    on: Option<&str>,
+    kw: &'static str,
+    no: &'static str,
+    kws: &'static [&'static str],
+) -> ServerOpt {
     ServerOpt {
         keywords: kws,
         nargs: 0,
@@ -344,7 +351,12 @@ fn flag(on: Option<&str>, kw: &'static str, no: &'static str, kws: &'static [&'s
     }
 }
 
-fn valued(kw: &'static str, kws: &'static [&'static str], v: Option<String>, default: Option<&str>) -> ServerOpt {
+fn valued(
+    kw: &'static str,
+    kws: &'static [&'static str],
+    v: Option<String>,
+    default: Option<&str>,
+) -> ServerOpt {
     ServerOpt {
         keywords: kws,
         nargs: 1,
@@ -400,7 +412,12 @@ impl Server {
             valued("weight", &["weight"], s(self.weight), Some("1")),
             valued("maxconn", &["maxconn"], s(self.maxconn), Some("0")),
             flag(self.backup, "backup", "no-backup", &["backup", "no-backup"]),
-            valued("inter", &["inter"], self.inter.map(|v| v.to_string()), Some("2000")),
+            valued(
+                "inter",
+                &["inter"],
+                self.inter.map(|v| v.to_string()),
+                Some("2000"),
+            ),
             valued("rise", &["rise"], s(self.rise), Some("2")),
             valued("fall", &["fall"], s(self.fall), Some("3")),
             valued("resolvers", &["resolvers"], self.resolvers.clone(), None),
@@ -450,7 +467,9 @@ impl Server {
             }
         }
         let addr = if self.address == old.address && self.port == old.port {
-            old_words.get(2).map_or_else(|| self.addr(), |w| (*w).to_string())
+            old_words
+                .get(2)
+                .map_or_else(|| self.addr(), |w| (*w).to_string())
         } else {
             self.addr()
         };
@@ -532,7 +551,9 @@ impl Bind {
     /// differs from `old`; other options stay.
     pub fn updated_line(&self, old: &Bind, old_words: &[&str]) -> String {
         let spec = if self.same_address(old) {
-            old_words.get(1).map_or_else(|| self.spec(), |w| (*w).to_string())
+            old_words
+                .get(1)
+                .map_or_else(|| self.spec(), |w| (*w).to_string())
         } else {
             self.spec()
         };
@@ -629,7 +650,10 @@ impl Global {
                     )));
                 };
                 let prefix = format!("runtime_apis[{i}].");
-                let r = Fields { obj: o, prefix: &prefix };
+                let r = Fields {
+                    obj: o,
+                    prefix: &prefix,
+                };
                 let mode = r.word("mode")?;
                 if let Some(m) = &mode {
                     if !m.chars().all(|c| c.is_digit(8)) {
@@ -732,7 +756,8 @@ mod tests {
         assert!(e.to_string().starts_with("balance.algorithm:"), "{e}");
         let e = Frontend::from_json(&obj(json!({"name": "f", "maxconn": "x"}))).unwrap_err();
         assert!(e.to_string().starts_with("maxconn:"), "{e}");
-        let e = Server::from_json(&obj(json!({"name": "s", "address": "a", "port": 0}))).unwrap_err();
+        let e =
+            Server::from_json(&obj(json!({"name": "s", "address": "a", "port": 0}))).unwrap_err();
         assert!(e.to_string().starts_with("port:"), "{e}");
         let e = Server::from_json(&obj(json!({"address": "a", "port": 1}))).unwrap_err();
         assert_eq!(e.to_string(), "name is required");
@@ -742,50 +767,82 @@ mod tests {
 
     #[test]
     fn server_lines() {
-        let s = Server::from_json(&obj(json!({"name": "s", "address": "10.0.0.1", "port": 1514,
-            "check": "enabled", "resolvers": "dns", "init-addr": "last,libc,none", "unknown": 1})))
+        let s = Server::from_json(&obj(
+            json!({"name": "s", "address": "10.0.0.1", "port": 1514,
+            "check": "enabled", "resolvers": "dns", "init-addr": "last,libc,none", "unknown": 1}),
+        ))
         .unwrap();
         assert_eq!(
             s.line(),
             "server s 10.0.0.1:1514 check resolvers dns init-addr last,libc,none"
         );
-        let old = Server::from_json(&obj(json!({"name": "s", "address": "10.0.0.1", "port": 1514,
-            "check": "enabled", "weight": 1, "backup": "disabled"})))
+        let old = Server::from_json(&obj(
+            json!({"name": "s", "address": "10.0.0.1", "port": 1514,
+            "check": "enabled", "weight": 1, "backup": "disabled"}),
+        ))
         .unwrap();
         let words = ["server", "s", "10.0.0.1:1514", "check", "slowstart", "10s"];
         let mut new = old.clone();
-        assert_eq!(new.updated_line(&old, &words), "server s 10.0.0.1:1514 check slowstart 10s");
+        assert_eq!(
+            new.updated_line(&old, &words),
+            "server s 10.0.0.1:1514 check slowstart 10s"
+        );
         new.check = Some("disabled");
         new.weight = Some(20);
-        assert_eq!(new.updated_line(&old, &words), "server s 10.0.0.1:1514 slowstart 10s weight 20");
+        assert_eq!(
+            new.updated_line(&old, &words),
+            "server s 10.0.0.1:1514 slowstart 10s weight 20"
+        );
         // Inherited check (default-server) is overridden.
         let words = ["server", "s", "10.0.0.1:1514"];
         new.weight = old.weight;
-        assert_eq!(new.updated_line(&old, &words), "server s 10.0.0.1:1514 no-check");
+        assert_eq!(
+            new.updated_line(&old, &words),
+            "server s 10.0.0.1:1514 no-check"
+        );
     }
 
     #[test]
     fn bind_lines() {
         let b = Bind::from_json(&obj(json!({"name": "f_bind", "port": 1514}))).unwrap();
         assert_eq!(b.line(), "bind :1514 name f_bind");
-        let old = Bind { name: "0.0.0.0:80".into(), address: Some("0.0.0.0".into()), port: Some(80) };
-        assert_eq!(old.clone().updated_line(&old, &["bind", ":80", "v4v6"]), "bind :80 v4v6");
+        let old = Bind {
+            name: "0.0.0.0:80".into(),
+            address: Some("0.0.0.0".into()),
+            port: Some(80),
+        };
+        assert_eq!(
+            old.clone().updated_line(&old, &["bind", ":80", "v4v6"]),
+            "bind :80 v4v6"
+        );
         let mut new = old.clone();
         new.port = Some(81);
         new.name = "web".into();
-        assert_eq!(new.updated_line(&old, &["bind", ":80"]), "bind 0.0.0.0:81 name web");
+        assert_eq!(
+            new.updated_line(&old, &["bind", ":80"]),
+            "bind 0.0.0.0:81 name web"
+        );
     }
 
     #[test]
     fn diff_keeps_equal_keys() {
-        let old = Frontend { name: "f".into(), mode: Some("tcp"), maxconn: None, default_backend: Some("b".into()), client_timeout: Some(1000) };
+        let old = Frontend {
+            name: "f".into(),
+            mode: Some("tcp"),
+            maxconn: None,
+            default_backend: Some("b".into()),
+            client_timeout: Some(1000),
+        };
         let mut new = old.clone();
         assert!(diff(&old.directives(), &new.directives()).is_empty());
         new.maxconn = Some(10);
         new.client_timeout = None;
         assert_eq!(
             diff(&old.directives(), &new.directives()),
-            vec![key("maxconn", vec!["maxconn 10".into()]), key("timeout client", vec![])]
+            vec![
+                key("maxconn", vec!["maxconn 10".into()]),
+                key("timeout client", vec![])
+            ]
         );
     }
 }

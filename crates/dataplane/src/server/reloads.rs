@@ -162,7 +162,10 @@ mod tests {
         assert!(r.take_pending(&a).is_some());
         r.finish(&a, Err("boom".into()));
         let rec = r.get(&a).unwrap();
-        assert_eq!((rec.status, rec.response.as_deref()), ("failed", Some("boom")));
+        assert_eq!(
+            (rec.status, rec.response.as_deref()),
+            ("failed", Some("boom"))
+        );
         let (c, started) = r.join_or_start(snap);
         assert!(started && c != a);
         assert_eq!(r.list().len(), 2);

@@ -169,6 +169,9 @@ mod tests {
         let b = t.new_id();
         assert_ne!(a, b);
         assert_eq!(a.len(), 36);
-        assert_eq!(a.split('-').map(str::len).collect::<Vec<_>>(), [8, 4, 4, 4, 12]);
+        assert_eq!(
+            a.split('-').map(str::len).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
     }
 }

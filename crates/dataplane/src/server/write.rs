@@ -89,7 +89,11 @@ pub(crate) enum Outcome {
 
 /// The answer to a write: `done` when applied, 202 otherwise (with
 /// `Reload-ID` for a deferred reload).
-pub(crate) fn answer<T: Serialize>(outcome: Outcome, done: StatusCode, body: Option<&T>) -> Response {
+pub(crate) fn answer<T: Serialize>(
+    outcome: Outcome,
+    done: StatusCode,
+    body: Option<&T>,
+) -> Response {
     let status = match outcome {
         Outcome::Applied => done,
         _ => StatusCode::ACCEPTED,
@@ -120,9 +124,8 @@ impl ApiState {
 
     /// Writes `snap` to the configuration file and makes it current.
     fn install(&self, snap: Arc<Snapshot>) -> Result<(), ApiError> {
-        write_atomic(&self.conf.config_file, &snap.text, None).map_err(|e| {
-            ApiError::Internal(format!("cannot write {}: {e}", self.file_name()))
-        })?;
+        write_atomic(&self.conf.config_file, &snap.text, None)
+            .map_err(|e| ApiError::Internal(format!("cannot write {}: {e}", self.file_name())))?;
         match self.config.write() {
             Ok(mut g) => *g = snap,
             Err(p) => *p.into_inner() = snap,
@@ -254,7 +257,9 @@ async fn apply(
             let restored = state.install(before);
             Err(ApiError::Internal(match restored {
                 Ok(()) => format!("reload failed: {e}; the previous configuration was restored"),
-                Err(r) => format!("reload failed: {e}; restoring the previous configuration failed too: {r}"),
+                Err(r) => format!(
+                    "reload failed: {e}; restoring the previous configuration failed too: {r}"
+                ),
             }))
         }
     }
