@@ -4,6 +4,7 @@
 
 mod build;
 mod crypt;
+pub mod edit;
 mod engine_link;
 mod error;
 mod model;
@@ -18,7 +19,8 @@ pub use engine_link::{start_hook, EngineLink};
 pub use error::ConfError;
 pub use model::*;
 pub use server::{
-    router, serve, serve_conf, ApiError, ApiState, ListenError, Listeners, ServerError,
+    router, serve, serve_conf, AdminState, ApiError, ApiState, Balancer, ConfigOnly, ListenError,
+    Listeners, Reload, RuntimeServer, ServerError, StatRow, Transaction,
 };
 
 /// Reads and validates a `dataplaneapi.yml`.

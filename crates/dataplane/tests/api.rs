@@ -219,7 +219,8 @@ async fn backends_and_servers() {
     assert_eq!(
         list.body,
         json!({"_version": 5, "data": [
-            {"name": "wazuh_reporting", "mode": "tcp", "balance": {"algorithm": "leastconn"}}
+            {"name": "wazuh_reporting", "mode": "tcp", "balance": {"algorithm": "leastconn"},
+             "connect_timeout": 5000, "server_timeout": 60000, "queue_timeout": 5000}
         ]})
     );
     let one = get(

@@ -256,7 +256,7 @@ const SEEDS: &[&str] = &[
 fn check_invariants(cfg: &Config) -> Result<(), TestCaseError> {
     let backends: HashSet<&str> = cfg.backends.iter().map(|b| b.name.as_str()).collect();
     for fe in &cfg.frontends {
-        prop_assert!(!fe.binds.is_empty(), "frontend {} without bind", fe.name);
+        // A frontend without bind is accepted with a warning, as in HAProxy.
         prop_assert!(fe.id > 0);
         if let Some(be) = &fe.default_backend {
             prop_assert!(

@@ -1063,7 +1063,7 @@ fn validation_alerts_and_warnings() {
             "[WARNING] config : parsing [t.cfg:6] : missing timeouts for backend 'b'. | While not properly invalid, you will certainly encounter various problems with such a configuration. | To fix this, please ensure that all following timeouts are set to a non-zero value: 'client', 'connect', 'server'.",
             "[ALERT] config : parsing [t.cfg:8] : backend 'b', another server named 's' was already defined at line 7, please use distinct names.",
             "[WARNING] config : parsing [t.cfg:9] : missing timeouts for frontend 'nobind'. | While not properly invalid, you will certainly encounter various problems with such a configuration. | To fix this, please ensure that all following timeouts are set to a non-zero value: 'client', 'connect', 'server'.",
-            "[ALERT] config : parsing [t.cfg:9] : frontend 'nobind' has no 'bind' directive.",
+            "[WARNING] config : parsing [t.cfg:9] : frontend 'nobind' has no 'bind' directive. Please declare it as a backend if this was intended.",
         ]
     );
 }
@@ -1109,7 +1109,7 @@ fn proxy_header_errors() {
             "[ALERT] config : parsing [t.cfg:4] : negation is only supported for 'option' and 'log' (got 'no mode').",
             "[WARNING] config : parsing [t.cfg:3] : missing timeouts for frontend 'f'. | While not properly invalid, you will certainly encounter various problems with such a configuration. | To fix this, please ensure that all following timeouts are set to a non-zero value: 'client', 'connect', 'server'.",
             "[WARNING] config : parsing [t.cfg:3] : frontend 'f' has no 'default_backend': rampart will close its connections ('use_backend' rules are not supported yet).",
-            "[ALERT] config : parsing [t.cfg:3] : frontend 'f' has no 'bind' directive.",
+            "[WARNING] config : parsing [t.cfg:3] : frontend 'f' has no 'bind' directive. Please declare it as a backend if this was intended.",
         ]
     );
 }

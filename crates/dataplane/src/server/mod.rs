@@ -8,7 +8,10 @@ mod error;
 mod handlers;
 mod listen;
 mod models;
+mod reloads;
 mod runtime;
+mod transactions;
+mod write;
 
 use std::io;
 use std::path::PathBuf;
@@ -23,6 +26,8 @@ use crate::model::DataplaneConf;
 pub use balancer::{AdminState, Balancer, ConfigOnly, RuntimeServer, StatRow};
 pub use error::ApiError;
 pub use listen::{serve_conf, ListenError, Listeners};
+pub use reloads::Reload;
+pub use transactions::Transaction;
 
 /// Why the server state could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,11 @@ pub struct ApiState {
     config: RwLock<Arc<Snapshot>>,
     started: SystemTime,
     balancer: Arc<dyn Balancer>,
+    /// Serializes writers from reading the snapshot to swapping in the next;
+    /// readers only take the `config` lock.
+    writer: tokio::sync::Mutex<()>,
+    reloads: reloads::Reloads,
+    transactions: transactions::Transactions,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -71,7 +81,6 @@ impl ApiState {
         let config = lb::config::parse_str(file, &text)?;
         let version = read_version(&text).unwrap_or(1);
         Ok(ApiState {
-            conf,
             config: RwLock::new(Arc::new(Snapshot {
                 version,
                 text,
@@ -79,6 +88,13 @@ impl ApiState {
             })),
             started: SystemTime::now(),
             balancer: Arc::new(ConfigOnly),
+            writer: tokio::sync::Mutex::new(()),
+            reloads: reloads::Reloads::default(),
+            transactions: transactions::Transactions::new(
+                conf.transaction_dir.clone(),
+                conf.max_open_transactions,
+            ),
+            conf,
         })
     }
 

@@ -49,9 +49,13 @@ pub(crate) fn finalize(
         if draft.kind.has_frontend() {
             let default_backend = resolve_default_backend(draft, &backend_modes, &mut out);
             if draft.binds.is_empty() {
-                out.alert(
+                // A warning in HAProxy too: the Data Plane API creates a frontend before its binds.
+                out.warn(
                     &draft.loc,
-                    format!("{} has no 'bind' directive.", describe(draft)),
+                    format!(
+                        "{} has no 'bind' directive. Please declare it as a backend if this was intended.",
+                        describe(draft)
+                    ),
                 );
             }
             frontends.push(Frontend {
