@@ -605,17 +605,21 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 fn tls_cause(e: &reqwest::Error) -> Option<String> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = e.source();
     while let Some(c) = cur {
-        let r = c.downcast_ref::<rustls::Error>().or_else(|| {
-            c.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(r @ rustls::Error::InvalidCertificate(_)) = r {
+        if let Some(r @ rustls::Error::InvalidCertificate(_)) = rustls_error(c) {
             return Some(r.to_string());
         }
         cur = c.source();
     }
     None
+}
+
+/// A rustls error, possibly wrapped in (nested) `io::Error`s, whose `source` skips them.
+fn rustls_error<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
+    if let Some(r) = e.downcast_ref::<rustls::Error>() {
+        return Some(r);
+    }
+    let inner = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    rustls_error(inner)
 }
 
 /// Server verification against `haproxy_cert` or the platform's roots, and the client
