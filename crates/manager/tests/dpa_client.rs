@@ -538,3 +538,60 @@ async fn an_unverifiable_server_names_haproxy_cert_as_the_fix() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_client_certificate_is_presented_when_configured() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let client = rcgen::generate_simple_self_signed(vec!["wazuh-master".into()]).unwrap();
+        let ca = dir.path().join("haproxy-ca.pem");
+        let cert = dir.path().join("client.pem");
+        let key = dir.path().join("client.key");
+        std::fs::write(&ca, server.cert.pem()).unwrap();
+        std::fs::write(&cert, client.cert.pem()).unwrap();
+        std::fs::write(&key, client.signing_key.serialize_pem()).unwrap();
+
+        // The server only takes clients holding the client certificate.
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(client.cert.der().clone()).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let skey =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(server.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![server.cert.der().clone()], skey)
+            .unwrap();
+        let srv = serve(
+            "tls",
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+        .await;
+        let https = HaproxyHelper {
+            protocol: HelperProtocol::Https,
+            haproxy_cert: Some(ca),
+            ..cfg(srv.port)
+        };
+        // Without the certificate the server refuses the handshake.
+        let bare = DpaClient::new(&https).unwrap();
+        assert!(bare.health().await.is_err());
+        assert_eq!(srv.served(), 0);
+        let c = DpaClient::new(&HaproxyHelper {
+            client_cert: Some(cert),
+            client_cert_key: Some(key),
+            ..https
+        })
+        .unwrap();
+        c.health().await.unwrap();
+        srv.assert_done();
+    })
+    .await;
+}
