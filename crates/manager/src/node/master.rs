@@ -203,6 +203,8 @@ pub async fn start(node: Arc<Node>, master: Arc<Master>) -> anyhow::Result<()> {
     spawn_local_integrity(node.clone(), master.clone());
     spawn_registry_notifier(node.clone(), master.clone());
     spawn_watchdog(node.clone(), master.clone());
+    // The HAProxy helper, when <haproxy_helper> is configured and not disabled.
+    crate::helper::shell::spawn(node.clone(), master.clone());
     // Connections still in their handshake are capped: before authentication a peer has
     // proved nothing, so it may not hold many sockets or buffers.
     let pre_auth = Arc::new(Semaphore::new(PRE_AUTH));
