@@ -93,6 +93,13 @@ pub fn agents_by_node<'a>(
 /// The backend's servers with their stats: UP when the status is `UP`; a server the running
 /// HAProxy does not report (no stats) is down with no sessions; a missing port reads as 0 so
 /// that the planner sees it differ from the node's.
+/// Whether HAProxy's stat `status` means the server holds and takes connections: `UP`, `UP 1/3`
+/// (failing checks, not yet down), `no check`, and the drain a helper cycle itself may have set
+/// (`DRAIN`, `NOLB`): its agents are still there and count for the balance.
+pub fn serving(status: &str) -> bool {
+    status == "UP" || status.starts_with("UP ") || matches!(status, "DRAIN" | "NOLB" | "no check")
+}
+
 pub fn backend_servers(
     confs: &[ServerConf],
     stats: &BTreeMap<String, Option<ServerStats>>,
@@ -105,7 +112,7 @@ pub fn backend_servers(
                 name: c.name.clone(),
                 address: c.address.clone(),
                 port: c.port.unwrap_or(0),
-                up: st.is_some_and(|s| s.status == "UP"),
+                up: st.is_some_and(|s| serving(&s.status)),
                 scur: st.map_or(0, |s| s.scur),
             }
         })
@@ -243,6 +250,16 @@ mod tests {
         assert_eq!(by.len(), 2);
         assert_eq!(by["w1"], vec![3, 7]);
         assert_eq!(by["master"], vec![5]);
+    }
+
+    #[test]
+    fn serving_statuses() {
+        for s in ["UP", "UP 1/3", "DRAIN", "NOLB", "no check"] {
+            assert!(serving(s), "{s}");
+        }
+        for s in ["DOWN", "DOWN 1/2", "MAINT", "MAINT (resolution)", "", "UPX"] {
+            assert!(!serving(s), "{s}");
+        }
     }
 
     #[test]

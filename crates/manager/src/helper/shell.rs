@@ -752,9 +752,17 @@ mod tests {
         };
         let mut state = HelperState::new();
         block_on(cycle(&lb, &side, &cfg, &mut state, 0)).unwrap();
+        // The loaded node is drained while its agents move, then made ready again.
         assert_eq!(
             lb.calls(),
-            vec!["backends", "servers be", "stats be w1", "stats be w2"]
+            vec![
+                "backends",
+                "servers be",
+                "stats be w1",
+                "stats be w2",
+                "admin be w1 drain",
+                "admin be w1 ready"
+            ]
         );
         let ev = side.events();
         assert_eq!(ev[0], "reconnect w1 [4, 3]");
