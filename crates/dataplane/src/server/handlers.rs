@@ -13,12 +13,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::edit::{self, Section};
 
 use super::models::{
-    bind_name, body_object, diff, flatten, Backend, Bind, Frontend, Global, Server,
+    bind_name, body_object, diff, flatten, Backend, Bind, Directives, Frontend, Global, Server,
 };
 use super::write::{
     answer, commit_transaction, version_mismatch, write, Apply, Edited, WriteQuery,
@@ -38,19 +38,23 @@ pub(crate) fn routes() -> Router<Arc<ApiState>> {
         .route(&format!("{CONF}/global"), get(global).put(put_global))
         .route(
             &format!("{CONF}/frontends"),
-            get(frontends).post(post_frontend),
+            get(list_proxies::<Frontend>).post(post_proxy::<Frontend>),
         )
         .route(
             &format!("{CONF}/frontends/{{name}}"),
-            get(frontend).put(put_frontend).delete(delete_frontend),
+            get(get_proxy::<Frontend>)
+                .put(put_proxy::<Frontend>)
+                .delete(delete_proxy::<Frontend>),
         )
         .route(
             &format!("{CONF}/backends"),
-            get(backends).post(post_backend),
+            get(list_proxies::<Backend>).post(post_proxy::<Backend>),
         )
         .route(
             &format!("{CONF}/backends/{{name}}"),
-            get(backend).put(put_backend).delete(delete_backend),
+            get(get_proxy::<Backend>)
+                .put(put_proxy::<Backend>)
+                .delete(delete_proxy::<Backend>),
         )
         .route(&format!("{CONF}/servers"), get(servers).post(post_server))
         .route(
@@ -218,61 +222,112 @@ async fn put_global(State(state): St, Query(q): Params, body: Bytes) -> Result<R
     Ok(answer(outcome, StatusCode::OK, Some(&out)))
 }
 
-// ---- frontends ----
+// ---- frontends and backends: the same handlers over either model ----
 
-async fn frontends(State(state): St, Query(q): Params) -> Result<Response, ApiError> {
-    let snap = view(&state, &q)?;
-    let list: Vec<Frontend> = snap.config.frontends.iter().map(Frontend::from).collect();
-    Ok(versioned(&snap, list))
+/// A proxy section the API edits as a whole: a frontend or a backend.
+trait ProxyModel: Serialize + Send + Sync + Sized + 'static {
+    /// `frontend` or `backend`, as in the file and in messages.
+    const KIND: &'static str;
+    fn parse(obj: &Map<String, Value>) -> Result<Self, ApiError>;
+    fn name(&self) -> &str;
+    fn lines(&self) -> Directives;
+    fn all(config: &lb::config::Config) -> Vec<Self>;
+    fn find(config: &lb::config::Config, name: &str) -> Result<Self, ApiError>;
 }
 
-async fn frontend(
+impl ProxyModel for Frontend {
+    const KIND: &'static str = "frontend";
+    fn parse(obj: &Map<String, Value>) -> Result<Self, ApiError> {
+        Frontend::from_json(obj)
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn lines(&self) -> Directives {
+        self.directives()
+    }
+    fn all(config: &lb::config::Config) -> Vec<Self> {
+        config.frontends.iter().map(Frontend::from).collect()
+    }
+    fn find(config: &lb::config::Config, name: &str) -> Result<Self, ApiError> {
+        lookup_frontend(config, name).map(Frontend::from)
+    }
+}
+
+impl ProxyModel for Backend {
+    const KIND: &'static str = "backend";
+    fn parse(obj: &Map<String, Value>) -> Result<Self, ApiError> {
+        Backend::from_json(obj)
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn lines(&self) -> Directives {
+        self.directives()
+    }
+    fn all(config: &lb::config::Config) -> Vec<Self> {
+        config.backends.iter().map(Backend::from).collect()
+    }
+    fn find(config: &lb::config::Config, name: &str) -> Result<Self, ApiError> {
+        lookup_backend(config, name).map(Backend::from)
+    }
+}
+
+async fn list_proxies<M: ProxyModel>(
+    State(state): St,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    let snap = view(&state, &q)?;
+    Ok(versioned(&snap, M::all(&snap.config)))
+}
+
+async fn get_proxy<M: ProxyModel>(
     State(state): St,
     Path(name): Path<String>,
     Query(q): Params,
 ) -> Result<Response, ApiError> {
     let snap = view(&state, &q)?;
-    let f = Frontend::from(lookup_frontend(&snap.config, &name)?);
-    Ok(versioned(&snap, f))
+    let m = M::find(&snap.config, &name)?;
+    Ok(versioned(&snap, m))
 }
 
-async fn post_frontend(
+async fn post_proxy<M: ProxyModel>(
     State(state): St,
     Query(q): Params,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let wq = WriteQuery::parse(&q)?;
-    let f = Frontend::from_json(&body_object(&body)?)?;
+    let m = M::parse(&body_object(&body)?)?;
     let (outcome, out) = write(&state, &wq, |text, config| {
-        if config.frontend(&f.name).is_some()
-            || edit::find_section(text, &["frontend", "listen"], Some(&f.name)).is_some()
+        if M::find(config, m.name()).is_ok()
+            || edit::find_section(text, &[M::KIND, "listen"], Some(m.name())).is_some()
         {
-            return Err(exists("frontend", &f.name));
+            return Err(exists(M::KIND, m.name()));
         }
-        let header = format!("frontend {}", f.name);
+        let header = format!("{} {}", M::KIND, m.name());
         Ok(Edited {
-            text: edit::append_section(text, &header, &flatten(&f.directives())),
+            text: edit::append_section(text, &header, &flatten(&m.lines())),
             apply: Apply::Reload,
-            out: f,
+            out: m,
         })
     })
     .await?;
     Ok(answer(outcome, StatusCode::CREATED, Some(&out)))
 }
 
-async fn put_frontend(
+async fn put_proxy<M: ProxyModel>(
     State(state): St,
     Path(name): Path<String>,
     Query(q): Params,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let wq = WriteQuery::parse(&q)?;
-    let new = Frontend::from_json(&body_object(&body)?)?;
+    let new = M::parse(&body_object(&body)?)?;
     let (outcome, out) = write(&state, &wq, |text, config| {
-        let sec = own_section(text, "frontend", &name)?;
-        same_name(&name, &new.name)?;
-        let old = Frontend::from(lookup_frontend(config, &name)?);
-        let changes = diff(&old.directives(), &new.directives());
+        let sec = own_section(text, M::KIND, &name)?;
+        same_name(&name, new.name())?;
+        let old = M::find(config, &name)?;
+        let changes = diff(&old.lines(), &new.lines());
         Ok(Edited {
             text: edit::replace_keys(text, &sec, &changes),
             apply: Apply::Reload,
@@ -283,97 +338,14 @@ async fn put_frontend(
     Ok(answer(outcome, StatusCode::OK, Some(&out)))
 }
 
-async fn delete_frontend(
+async fn delete_proxy<M: ProxyModel>(
     State(state): St,
     Path(name): Path<String>,
     Query(q): Params,
 ) -> Result<Response, ApiError> {
     let wq = WriteQuery::parse(&q)?;
     let (outcome, ()) = write(&state, &wq, |text, _| {
-        let sec = own_section(text, "frontend", &name)?;
-        Ok(Edited {
-            text: edit::delete_section(text, &sec),
-            apply: Apply::Reload,
-            out: (),
-        })
-    })
-    .await?;
-    Ok(answer::<()>(outcome, StatusCode::NO_CONTENT, None))
-}
-
-// ---- backends ----
-
-async fn backends(State(state): St, Query(q): Params) -> Result<Response, ApiError> {
-    let snap = view(&state, &q)?;
-    let list: Vec<Backend> = snap.config.backends.iter().map(Backend::from).collect();
-    Ok(versioned(&snap, list))
-}
-
-async fn backend(
-    State(state): St,
-    Path(name): Path<String>,
-    Query(q): Params,
-) -> Result<Response, ApiError> {
-    let snap = view(&state, &q)?;
-    let b = Backend::from(lookup_backend(&snap.config, &name)?);
-    Ok(versioned(&snap, b))
-}
-
-async fn post_backend(
-    State(state): St,
-    Query(q): Params,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let wq = WriteQuery::parse(&q)?;
-    let b = Backend::from_json(&body_object(&body)?)?;
-    let (outcome, out) = write(&state, &wq, |text, config| {
-        if config.backend(&b.name).is_some()
-            || edit::find_section(text, &["backend", "listen"], Some(&b.name)).is_some()
-        {
-            return Err(exists("backend", &b.name));
-        }
-        let header = format!("backend {}", b.name);
-        Ok(Edited {
-            text: edit::append_section(text, &header, &flatten(&b.directives())),
-            apply: Apply::Reload,
-            out: b,
-        })
-    })
-    .await?;
-    Ok(answer(outcome, StatusCode::CREATED, Some(&out)))
-}
-
-async fn put_backend(
-    State(state): St,
-    Path(name): Path<String>,
-    Query(q): Params,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let wq = WriteQuery::parse(&q)?;
-    let new = Backend::from_json(&body_object(&body)?)?;
-    let (outcome, out) = write(&state, &wq, |text, config| {
-        let sec = own_section(text, "backend", &name)?;
-        same_name(&name, &new.name)?;
-        let old = Backend::from(lookup_backend(config, &name)?);
-        let changes = diff(&old.directives(), &new.directives());
-        Ok(Edited {
-            text: edit::replace_keys(text, &sec, &changes),
-            apply: Apply::Reload,
-            out: new,
-        })
-    })
-    .await?;
-    Ok(answer(outcome, StatusCode::OK, Some(&out)))
-}
-
-async fn delete_backend(
-    State(state): St,
-    Path(name): Path<String>,
-    Query(q): Params,
-) -> Result<Response, ApiError> {
-    let wq = WriteQuery::parse(&q)?;
-    let (outcome, ()) = write(&state, &wq, |text, _| {
-        let sec = own_section(text, "backend", &name)?;
+        let sec = own_section(text, M::KIND, &name)?;
         Ok(Edited {
             text: edit::delete_section(text, &sec),
             apply: Apply::Reload,
