@@ -8,28 +8,6 @@ mod lines;
 
 pub use lines::{bind_line, delete_line, insert_line, replace_line, server_line};
 
-/// Every HAProxy section keyword; a section runs until the next header.
-pub const SECTION_KEYWORDS: &[&str] = &[
-    "global",
-    "defaults",
-    "frontend",
-    "backend",
-    "listen",
-    "userlist",
-    "peers",
-    "resolvers",
-    "mailers",
-    "program",
-    "http-errors",
-    "ring",
-    "cache",
-    "log-forward",
-    "fcgi-app",
-    "crt-store",
-    "traces",
-    "dynamic-update",
-];
-
 /// Indentation of the lines this module writes.
 pub const INDENT: &str = "    ";
 
@@ -78,7 +56,7 @@ pub fn sections(text: &str) -> Vec<Section> {
     for (i, line) in lines.iter().enumerate() {
         let w = words(line);
         let Some(kw) = w.first() else { continue };
-        if SECTION_KEYWORDS.contains(kw) {
+        if lb::config::is_section_keyword(kw) {
             if let Some(last) = out.last_mut() {
                 last.end = i;
             }

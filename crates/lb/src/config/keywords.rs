@@ -21,7 +21,14 @@ pub(crate) const IGNORED_SECTIONS: &[&str] = &[
     "fcgi-app",
     "crt-store",
     "traces",
+    "dynamic-update",
 ];
+
+/// Whether `word` opens a section (one the parser reads or one it skips): a section runs
+/// until the next such word at the start of a line.
+pub fn is_section_keyword(word: &str) -> bool {
+    SECTIONS.contains(&word) || IGNORED_SECTIONS.contains(&word)
+}
 
 /// Global keywords rampart honours.
 pub(crate) const GLOBAL_HONOURED: &[&str] = &[

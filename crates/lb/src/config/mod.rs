@@ -19,6 +19,7 @@ mod server;
 mod units;
 
 pub use addr::{system_resolver, Resolver};
+pub use keywords::is_section_keyword;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
