@@ -114,6 +114,7 @@ pub fn backend_servers(
                 port: c.port.unwrap_or(0),
                 up: st.is_some_and(|s| serving(&s.status)),
                 scur: st.map_or(0, |s| s.scur),
+                drained: st.is_some_and(|s| s.status == "DRAIN"),
             }
         })
         .collect()
@@ -302,21 +303,24 @@ mod tests {
                     address: "10.0.0.2".into(),
                     port: 1514,
                     up: true,
-                    scur: 40
+                    scur: 40,
+                    drained: false,
                 },
                 BackendServer {
                     name: "w2".into(),
                     address: "10.0.0.3".into(),
                     port: 1514,
                     up: false,
-                    scur: 2
+                    scur: 2,
+                    drained: false,
                 },
                 BackendServer {
                     name: "w3".into(),
                     address: "h".into(),
                     port: 0,
                     up: false,
-                    scur: 0
+                    scur: 0,
+                    drained: false,
                 },
             ]
         );

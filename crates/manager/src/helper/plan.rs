@@ -50,6 +50,9 @@ pub struct BackendServer {
     pub up: bool,
     /// Current sessions, i.e. connected agents.
     pub scur: u64,
+    /// In drain (`admin_state` drain): left so by an interrupted cycle, since a cycle always
+    /// makes the servers it drains ready again before it ends.
+    pub drained: bool,
 }
 
 /// What one cycle observed.
@@ -166,6 +169,13 @@ impl HelperState {
     pub fn last_change_s(&self) -> Option<u64> {
         self.last_change_s
     }
+
+    /// After a cycle whose actions did not all run: the balancing it had planned is owed
+    /// again (the state as `before` the cycle), while the timers of gone nodes keep counting.
+    pub fn cycle_failed(&mut self, before: &HelperState) {
+        self.pending = before.pending.clone();
+        self.quiet_until_s = before.quiet_until_s;
+    }
 }
 
 /// Wazuh's balance test: with `mean = floor(total / n)`, balanced when
@@ -243,6 +253,23 @@ pub fn plan(cfg: &HaproxyHelper, state: &mut HelperState, obs: &Observed) -> Vec
             name: format!("{}_front", cfg.backend),
             port: obs.agent_port,
             backend: cfg.backend.clone(),
+        });
+    }
+
+    // The helper owns the drain state of its backend's servers (maintenance is `maint`): a
+    // server still draining was left so by a cycle cut short (API error, master restart).
+    for s in servers.values().filter(|s| s.drained) {
+        log(
+            &mut out,
+            Level::Warning,
+            format!(
+                "Server {} was left draining by an interrupted cycle, making it ready",
+                s.name
+            ),
+        );
+        out.push(Action::SetDrain {
+            name: s.name.clone(),
+            drain: false,
         });
     }
 
@@ -575,6 +602,7 @@ mod tests {
             port: 1514,
             up,
             scur,
+            drained: false,
         }
     }
 
@@ -1150,6 +1178,33 @@ mod tests {
             &obs(0, &nodes[..1], &none_up, &ag),
         );
         assert!(has_log(&acts, "nothing to balance"));
+    }
+
+    #[test]
+    fn a_server_left_draining_is_made_ready_first() {
+        let cfg = cfg();
+        let nodes = [node("w1", "a"), node("w2", "b")];
+        let mut servers = [server("w1", "a", true, 50), server("w2", "b", true, 50)];
+        servers[1].drained = true;
+        let ag = agents(&[("w1", 1, 50), ("w2", 1000, 50)]);
+        let acts = plan(
+            &cfg,
+            &mut HelperState::new(),
+            &obs(0, &nodes, &servers, &ag),
+        );
+        let first = acts
+            .iter()
+            .find(|a| !matches!(a, Action::Log { .. }))
+            .cloned();
+        assert_eq!(
+            first,
+            Some(Action::SetDrain {
+                name: "w2".into(),
+                drain: false
+            })
+        );
+        assert!(has_log(&acts, "left draining"));
+        assert!(reconnects(&acts).is_empty());
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl ClusterSide for MasterSide {
                 .remoted
                 .reconnect(agents, "asked by the HAProxy helper to rebalance")
         } else {
-            self.master.reconnect_remote(&self.node, agents).await
+            self.master.reconnect_on(&self.node, node, agents).await
         }
     }
 
@@ -277,8 +277,13 @@ pub(crate) async fn cycle<L: LoadBalancer, C: ClusterSide>(
         servers: &servers,
         agents_by_node: &agents,
     };
+    let before = state.clone();
     let actions = plan(cfg, state, &obs);
-    execute(lb, side, &cfg.backend, actions).await
+    let done = execute(lb, side, &cfg.backend, actions).await;
+    if done.is_err() {
+        state.cycle_failed(&before);
+    }
+    done
 }
 
 /// The backend's servers with their runtime stats.
@@ -720,6 +725,41 @@ mod tests {
         );
         assert!(side.logged(LogLevel::Debug, "No reporting address known for node(s) w9"));
         assert!(st.change_pending());
+    }
+
+    #[test]
+    fn a_cycle_cut_short_leaves_its_balancing_owed() {
+        let cfg = HaproxyHelper {
+            backend: "be".into(),
+            ..HaproxyHelper::default()
+        };
+        let st = |scur| ServerStats {
+            scur,
+            status: "UP".into(),
+            lastchg: Some(10),
+        };
+        let conf = |n: &str| ServerConf {
+            name: n.into(),
+            address: n.into(),
+            port: Some(1514),
+        };
+        let lb = FakeLb {
+            backends: vec!["be".into()],
+            servers: vec![conf("w1"), conf("w2")],
+            stats: BTreeMap::from([("w1".to_string(), st(4)), ("w2".to_string(), st(0))]),
+            fail_on: Some("admin"),
+            ..FakeLb::default()
+        };
+        let side = FakeCluster {
+            nodes: vec![node("w1", "w1"), node("w2", "w2")],
+            agents: BTreeMap::from([("w1".to_string(), vec![1, 2, 3, 4])]),
+            ..FakeCluster::default()
+        };
+        let mut state = HelperState::new();
+        assert!(block_on(cycle(&lb, &side, &cfg, &mut state, 0)).is_err());
+        // Nothing ran, so no stability wait is pending: the next cycle balances again.
+        assert!(side.events().is_empty());
+        assert_eq!(state.quiet_until_s(), 0);
     }
 
     #[test]

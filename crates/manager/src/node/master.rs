@@ -134,18 +134,30 @@ impl Master {
                 by_node.entry(n).or_default().push(*id);
             }
         }
-        let timeout = node.conf.cluster.intervals.request_timeout;
         let mut total = 0;
         for (name, ids) in by_node {
-            let Some(peer) = self.worker_peer(&name) else {
-                continue;
-            };
-            let payload = serde_json::to_vec(&ids).unwrap_or_default();
-            if let Ok(b) = peer.request(proto::AGENT_RECONNECT, payload, timeout).await {
-                total += serde_json::from_slice::<usize>(&b).unwrap_or(0);
-            }
+            total += self.reconnect_on(node, &name, &ids).await;
         }
         total
+    }
+
+    /// Asks worker `name` to reconnect those of `ids` the registry still places on it: an
+    /// agent that moved since the caller chose it is left where it is now.
+    pub async fn reconnect_on(&self, node: &Node, name: &str, ids: &[u32]) -> usize {
+        let here: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|id| node.registry.get(*id).and_then(|a| a.node).as_deref() == Some(name))
+            .collect();
+        let Some(peer) = self.worker_peer(name).filter(|_| !here.is_empty()) else {
+            return 0;
+        };
+        let timeout = node.conf.cluster.intervals.request_timeout;
+        let payload = serde_json::to_vec(&here).unwrap_or_default();
+        match peer.request(proto::AGENT_RECONNECT, payload, timeout).await {
+            Ok(b) => serde_json::from_slice::<usize>(&b).unwrap_or(0),
+            Err(_) => 0,
+        }
     }
 
     /// Recalculate the local integrity metadata now (the periodic task and `cluster sync`).
