@@ -79,6 +79,14 @@ pub fn check_password(user: &User, given: &str) -> bool {
     }
 }
 
+/// Whether `given` verified for `user`'s hash before (no hashing work).
+pub(crate) fn verified_before(user: &User, given: &str) -> bool {
+    match &user.password {
+        Password::Plain(_) => false,
+        Password::Hashed(hash) => verified_cache().contains(&cache_key(&user.name, hash, given)),
+    }
+}
+
 /// Verifies `given` against a crypt(3) hash; unknown or malformed hashes
 /// never match.
 pub(crate) fn verify_hash(hash: &str, given: &str) -> bool {

@@ -2,6 +2,7 @@
 //! statistics go through the same code paths as the runtime socket's commands, so the API
 //! and `socat … /run/haproxy.sock` never disagree.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use lb::config::Level;
@@ -65,16 +66,46 @@ impl Balancer for EngineLink {
         };
         self.run(add, &["New server registered."])?;
         // A dynamic server starts in maintenance (as HAProxy's); a configured one does not.
-        self.set_admin_state(backend, name, AdminState::Ready)
+        if let Err(e) = self.set_admin_state(backend, name, AdminState::Ready) {
+            // Not left behind half-added: the caller's reload builds it from the file.
+            let del = Command::DelServer {
+                backend: backend.into(),
+                server: name.into(),
+            };
+            let _ = self.run(del, &["Server deleted."]);
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn del_server(&self, backend: &str, name: &str) -> Result<(), String> {
+        let gen = self.engine.current();
+        let srv = gen
+            .backend(backend)
+            .and_then(|be| be.server(name))
+            .ok_or_else(|| format!("no server {backend}/{name}"))?;
+        // `del server` refuses a server with sessions (agents keep theirs open); find out
+        // before touching its state, so it is not left in maintenance while the caller's
+        // reload is deferred or fails.
+        if srv.cur.load(Ordering::SeqCst) > 0 || srv.queued() > 0 {
+            return Err(format!("server {backend}/{name} still has sessions"));
+        }
+        let before = if srv.in_maint() {
+            AdminState::Maint
+        } else if srv.draining() {
+            AdminState::Drain
+        } else {
+            AdminState::Ready
+        };
         self.set_admin_state(backend, name, AdminState::Maint)?;
         let del = Command::DelServer {
             backend: backend.into(),
             server: name.into(),
         };
-        self.run(del, &["Server deleted."])
+        self.run(del, &["Server deleted."]).inspect_err(|_| {
+            // A session arrived in between: the server keeps serving as it did.
+            let _ = self.set_admin_state(backend, name, before);
+        })
     }
 
     fn runtime_servers(&self, backend: &str) -> Option<Vec<RuntimeServer>> {
@@ -286,6 +317,52 @@ mod tests {
         assert!(!s.stats.contains_key("type"));
         assert_eq!(rows[2].kind, "backend");
         assert_eq!(rows[2].parent, None);
+    }
+
+    async fn engine_with(text: &str) -> (tempfile::TempDir, EngineLink) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("haproxy.cfg");
+        std::fs::write(&file, text).unwrap();
+        let config = lb::config::parse_str("haproxy.cfg", text).unwrap();
+        let engine = Engine::start(vec![file], config, Default::default())
+            .await
+            .unwrap();
+        (dir, EngineLink::new(engine))
+    }
+
+    fn admin_of(link: &EngineLink, name: &str) -> Option<AdminState> {
+        link.runtime_servers("be")?
+            .into_iter()
+            .find(|s| s.name == name)
+            .map(|s| s.admin_state)
+    }
+
+    #[tokio::test]
+    async fn busy_server_is_not_deleted_nor_left_in_maint() {
+        let (_dir, link) = engine_with(
+            "defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 1s\n    \
+             timeout server 1s\nbackend be\n    balance roundrobin\n    \
+             server s1 127.0.0.1:9 weight 5\n",
+        )
+        .await;
+        let srv = link
+            .engine
+            .current()
+            .backend("be")
+            .unwrap()
+            .server("s1")
+            .unwrap();
+        srv.cur.fetch_add(1, Ordering::SeqCst);
+        assert!(link.del_server("be", "s1").is_err());
+        assert_eq!(admin_of(&link, "s1"), Some(AdminState::Ready));
+        srv.cur.fetch_sub(1, Ordering::SeqCst);
+        link.del_server("be", "s1").unwrap();
+        assert_eq!(admin_of(&link, "s1"), None);
+
+        link.add_server("be", "s2", &["127.0.0.1:10".into()])
+            .unwrap();
+        assert_eq!(admin_of(&link, "s2"), Some(AdminState::Ready));
+        assert!(link.del_server("be", "nope").is_err());
     }
 
     #[test]

@@ -379,10 +379,7 @@ async fn runtime_server_changes_skip_the_reload() {
         .send(
             "POST",
             &format!("{CONF}/servers?backend=wazuh_reporting&version=5"),
-            Some(
-                json!({"name": "w2", "address": "10.0.0.9", "port": 1514, "weight": 10,
-                        "resolvers": "dns", "init-addr": "last,libc,none", "ignored": true}),
-            ),
+            Some(json!({"name": "w2", "address": "10.0.0.9", "port": 1514, "weight": 10, "ignored": true})),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -398,14 +395,32 @@ async fn runtime_server_changes_skip_the_reload() {
     assert_eq!(
         api.bal.take(),
         [
-            "add_server wazuh_reporting w2 10.0.0.9:1514 weight 10 resolvers dns init-addr last,libc,none",
+            "add_server wazuh_reporting w2 10.0.0.9:1514 weight 10",
             "del_server wazuh_reporting master",
         ]
     );
     let text = api.text();
-    assert!(text.contains("backup\n    server w2 10.0.0.9:1514 weight 10 resolvers dns init-addr last,libc,none\n"), "{text}");
+    assert!(
+        text.contains("backup\n    server w2 10.0.0.9:1514 weight 10\n"),
+        "{text}"
+    );
     assert!(!text.contains("server master"));
     assert!(text.contains("# the master first"));
+
+    // Keywords the runtime `add server` does not take go through a reload.
+    let r = api
+        .send(
+            "POST",
+            &format!("{CONF}/servers?backend=wazuh_reporting&version=7&force_reload=true"),
+            Some(json!({"name": "w3", "address": "10.0.0.10", "port": 1514,
+                        "resolvers": "dns", "init-addr": "last,libc,none"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(api.bal.take(), ["reload"]);
+    assert!(api
+        .text()
+        .contains("    server w3 10.0.0.10:1514 resolvers dns init-addr last,libc,none\n"));
 }
 
 #[tokio::test]
@@ -799,6 +814,11 @@ async fn deferred_changes_share_one_reload() {
     assert_eq!(list.body[0]["id"], id.as_str());
 }
 
+/// CFG as it is once restored under `version`.
+fn cfg_at(version: u64) -> String {
+    CFG.replacen("# _version=5", &format!("# _version={version}"), 1)
+}
+
 #[tokio::test]
 async fn failing_reload_restores_the_previous_file() {
     let api = start().await;
@@ -815,14 +835,23 @@ async fn failing_reload_restores_the_previous_file() {
         .as_str()
         .unwrap()
         .contains("engine refused"));
-    assert_eq!(api.text(), CFG);
-    assert_eq!(api.version().await, 5);
+    // Restored under a new version: 6 was the failed change and is never reused.
+    assert_eq!(api.text(), cfg_at(7));
+    assert_eq!(api.version().await, 7);
+    let r = api
+        .send(
+            "POST",
+            &format!("{CONF}/backends?version=6"),
+            Some(json!({"name": "b3"})),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
 
     // Deferred: the reload is marked failed and the file restored.
     let r = api
         .send(
             "POST",
-            &format!("{CONF}/backends?version=5"),
+            &format!("{CONF}/backends?version=7"),
             Some(json!({"name": "b2"})),
         )
         .await;
@@ -834,10 +863,141 @@ async fn failing_reload_restores_the_previous_file() {
         .as_str()
         .unwrap()
         .contains("engine refused"));
-    assert_eq!(api.text(), CFG);
-    assert_eq!(api.version().await, 5);
+    assert_eq!(api.text(), cfg_at(9));
+    assert_eq!(api.version().await, 9);
     let r = api.get(&format!("{CONF}/backends/b2")).await;
     assert_eq!(r.status, 404);
+    let r = api
+        .send(
+            "POST",
+            &format!("{CONF}/backends?version=8"),
+            Some(json!({"name": "b3"})),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+}
+
+#[tokio::test]
+async fn server_changes_join_a_pending_reload() {
+    let api = start().await;
+    api.bal.runtime_ok.store(true, Ordering::SeqCst);
+    api.bal.fail_reload.store(true, Ordering::SeqCst);
+    let r = api
+        .send(
+            "POST",
+            &format!("{CONF}/backends?version=5"),
+            Some(json!({"name": "b2"})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.header("reload-id").unwrap().to_string();
+    // Not at runtime: the pending reload may fail and take these out of the file.
+    let r = api
+        .send(
+            "POST",
+            &format!("{CONF}/servers?backend=wazuh_reporting&version=6"),
+            Some(json!({"name": "w2", "address": "10.0.0.9", "port": 1514})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.header("reload-id"), Some(id.as_str()));
+    let r = api
+        .send(
+            "DELETE",
+            &format!("{CONF}/servers/master?backend=wazuh_reporting&version=7"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.header("reload-id"), Some(id.as_str()));
+    assert_eq!(api.reload_done(&id).await["status"], "failed");
+    // The balancer was never changed at runtime, and the file is as before.
+    assert_eq!(api.bal.take(), ["reload"]);
+    assert_eq!(api.text(), cfg_at(9));
+}
+
+/// Writes `text` as the configuration file the way an operator's editor
+/// would, behind the API's back.
+fn edit_outside(api: &Api, text: &str) {
+    std::fs::write(api.file(), text).unwrap();
+}
+
+#[tokio::test]
+async fn edits_outside_the_api_are_adopted_not_overwritten() {
+    let api = start().await;
+    let edited = format!("{CFG}\nbackend by_hand\n    server h1 10.0.0.7:80\n");
+    edit_outside(&api, &edited);
+    // The API's view was version 5; the file on disk is newer now.
+    let r = api
+        .send(
+            "POST",
+            &format!("{CONF}/backends?version=5"),
+            Some(json!({"name": "b2"})),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(api.version().await, 6);
+    assert_eq!(
+        api.get(&format!("{CONF}/backends/by_hand")).await.status,
+        200
+    );
+    let r = api
+        .send(
+            "POST",
+            &format!("{CONF}/backends?version=6&force_reload=true"),
+            Some(json!({"name": "b2"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let text = api.text();
+    assert_eq!(version_line(&text), "# _version=7");
+    assert!(
+        text.contains("\nbackend by_hand\n    server h1 10.0.0.7:80\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nbackend b2\n"), "{text}");
+
+    // A broken hand edit is reported and left alone.
+    let broken = format!("{text}\nbackend broken\n    balance nonsense\n");
+    edit_outside(&api, &broken);
+    let r = api
+        .send(
+            "POST",
+            &format!("{CONF}/backends?version=7"),
+            Some(json!({"name": "b3"})),
+        )
+        .await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    let msg = r.body["message"].as_str().unwrap();
+    assert!(msg.contains("changed outside the API"), "{msg}");
+    assert!(msg.contains("nothing was written"), "{msg}");
+    assert_eq!(api.text(), broken);
+    assert_eq!(api.version().await, 7);
+}
+
+#[tokio::test]
+async fn default_server_settings_make_additions_reload() {
+    let api = start().await;
+    api.bal.runtime_ok.store(true, Ordering::SeqCst);
+    let with_defaults = CFG.replace(
+        "    balance leastconn\n",
+        "    balance leastconn\n    default-server inter 3s weight 20\n",
+    );
+    edit_outside(&api, &with_defaults);
+    let r = api
+        .send(
+            "POST",
+            &format!("{CONF}/servers?backend=wazuh_reporting&version=6&force_reload=true"),
+            Some(json!({"name": "w2", "address": "10.0.0.9", "port": 1514})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // `add server` would ignore default-server: the file's server comes by reload.
+    assert_eq!(api.bal.take(), ["reload"]);
+    let s = api
+        .get(&format!("{CONF}/servers/w2?backend=wazuh_reporting"))
+        .await;
+    assert_eq!(s.body["data"]["weight"], 20, "{}", s.body);
 }
 
 #[tokio::test]

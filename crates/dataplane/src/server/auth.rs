@@ -1,15 +1,16 @@
 //! HTTP basic auth against the users of `dataplaneapi.yml`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use tokio::sync::Semaphore;
 
 use super::{ApiError, ApiState};
-use crate::crypt::check_password;
+use crate::crypt::{check_password, verified_before, verify_hash};
 use crate::model::{Password, User};
 
 /// Same message for every failure so a client cannot probe user names.
@@ -31,19 +32,55 @@ pub(crate) fn credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_string(), pass.to_string()))
 }
 
+/// Bounds the hash verifications running at once: each costs thousands of
+/// rounds, and failed ones (not cached) are free for a client to ask for.
+fn hash_permits() -> Arc<Semaphore> {
+    static PERMITS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    Arc::clone(PERMITS.get_or_init(|| {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Arc::new(Semaphore::new(n))
+    }))
+}
+
+/// Runs `check` off the async workers, behind [`hash_permits`].
+async fn bounded_hash_work(check: impl FnOnce() -> bool + Send + 'static) -> bool {
+    let Ok(permit) = hash_permits().acquire_owned().await else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        check()
+    })
+    .await
+    .unwrap_or(false)
+}
+
 /// Whether the credentials match a user. Hash verification (thousands of
-/// rounds on a cache miss) runs off the async workers.
+/// rounds on a cache miss) runs off the async workers, a bounded number at
+/// a time.
 pub(crate) async fn authorized(users: &[User], name: String, pass: String) -> bool {
     let Some(user) = users.iter().find(|u| u.name == name) else {
+        // An unknown name costs what a known one does, so timing does not
+        // tell which names exist: verify against a configured hash of the
+        // same kind and cost, and ignore the result.
+        if let Some(hash) = users.iter().find_map(|u| match &u.password {
+            Password::Hashed(h) => Some(h.clone()),
+            Password::Plain(_) => None,
+        }) {
+            bounded_hash_work(move || {
+                let _ = verify_hash(&hash, &pass);
+                false
+            })
+            .await;
+        }
         return false;
     };
     match &user.password {
         Password::Plain(_) => check_password(user, &pass),
+        Password::Hashed(_) if verified_before(user, &pass) => true,
         Password::Hashed(_) => {
             let user = user.clone();
-            tokio::task::spawn_blocking(move || check_password(&user, &pass))
-                .await
-                .unwrap_or(false)
+            bounded_hash_work(move || check_password(&user, &pass)).await
         }
     }
 }
@@ -111,6 +148,29 @@ mod tests {
         assert!(!authorized(&users, "plain".into(), "s3cret".into()).await);
         assert!(!authorized(&users, "bogus".into(), "pw".into()).await);
         assert!(!authorized(&users, "nobody".into(), "pw".into()).await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hash_work_is_bounded() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let jobs = (0..16).map(|_| {
+            let (running, peak) = (Arc::clone(&running), Arc::clone(&peak));
+            tokio::spawn(bounded_hash_work(move || {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                running.fetch_sub(1, Ordering::SeqCst);
+                true
+            }))
+        });
+        for job in jobs.collect::<Vec<_>>() {
+            assert!(job.await.unwrap());
+        }
+        let limit = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let peak = peak.load(Ordering::SeqCst);
+        assert!(peak >= 1 && peak <= limit, "{peak} > {limit}");
     }
 
     #[tokio::test]

@@ -90,12 +90,12 @@ fn versioned<T: Serialize>(snap: &Snapshot, data: T) -> Response {
 }
 
 /// The configuration a read sees: the current one, or a transaction's.
-fn view(state: &ApiState, q: &HashMap<String, String>) -> Result<Arc<Snapshot>, ApiError> {
+async fn view(state: &ApiState, q: &HashMap<String, String>) -> Result<Arc<Snapshot>, ApiError> {
     let Some(id) = q.get("transaction_id").filter(|t| !t.is_empty()) else {
         return Ok(state.snapshot());
     };
     let (tx, text) = state.transactions.open(id)?;
-    let config = state.validate(&text)?;
+    let config = state.validate(&text).await?;
     Ok(Arc::new(Snapshot {
         version: tx.version,
         text,
@@ -192,13 +192,13 @@ pub(crate) async fn health() -> Json<Value> {
 }
 
 pub(crate) async fn version(State(state): St, Query(q): Params) -> Result<Json<u64>, ApiError> {
-    Ok(Json(view(&state, &q)?.version))
+    Ok(Json(view(&state, &q).await?.version))
 }
 
 // ---- global ----
 
 async fn global(State(state): St, Query(q): Params) -> Result<Response, ApiError> {
-    let snap = view(&state, &q)?;
+    let snap = view(&state, &q).await?;
     Ok(versioned(&snap, Global::from(&snap.config.global)))
 }
 
@@ -277,7 +277,7 @@ async fn list_proxies<M: ProxyModel>(
     State(state): St,
     Query(q): Params,
 ) -> Result<Response, ApiError> {
-    let snap = view(&state, &q)?;
+    let snap = view(&state, &q).await?;
     Ok(versioned(&snap, M::all(&snap.config)))
 }
 
@@ -286,7 +286,7 @@ async fn get_proxy<M: ProxyModel>(
     Path(name): Path<String>,
     Query(q): Params,
 ) -> Result<Response, ApiError> {
-    let snap = view(&state, &q)?;
+    let snap = view(&state, &q).await?;
     let m = M::find(&snap.config, &name)?;
     Ok(versioned(&snap, m))
 }
@@ -359,7 +359,7 @@ async fn delete_proxy<M: ProxyModel>(
 // ---- servers ----
 
 async fn servers(State(state): St, Query(q): Params) -> Result<Response, ApiError> {
-    let snap = view(&state, &q)?;
+    let snap = view(&state, &q).await?;
     let b = lookup_backend(&snap.config, parent(&q, "backend")?)?;
     let list: Vec<Server> = b.servers.iter().map(Server::from).collect();
     Ok(versioned(&snap, list))
@@ -382,7 +382,7 @@ async fn server(
     Path(name): Path<String>,
     Query(q): Params,
 ) -> Result<Response, ApiError> {
-    let snap = view(&state, &q)?;
+    let snap = view(&state, &q).await?;
     let b = lookup_backend(&snap.config, parent(&q, "backend")?)?;
     let s = find_server(b, &name)?;
     Ok(versioned(&snap, Server::from(s)))
@@ -471,7 +471,7 @@ async fn delete_server(
 // ---- binds ----
 
 async fn binds(State(state): St, Query(q): Params) -> Result<Response, ApiError> {
-    let snap = view(&state, &q)?;
+    let snap = view(&state, &q).await?;
     let f = lookup_frontend(&snap.config, parent(&q, "frontend")?)?;
     let list: Vec<Bind> = f.binds.iter().map(Bind::from).collect();
     Ok(versioned(&snap, list))
@@ -494,7 +494,7 @@ async fn bind(
     Path(name): Path<String>,
     Query(q): Params,
 ) -> Result<Response, ApiError> {
-    let snap = view(&state, &q)?;
+    let snap = view(&state, &q).await?;
     let f = lookup_frontend(&snap.config, parent(&q, "frontend")?)?;
     Ok(versioned(&snap, Bind::from(find_bind(f, &name)?)))
 }
@@ -584,7 +584,7 @@ async fn start_transaction(State(state): St, Query(q): Params) -> Result<Respons
         .parse::<u64>()
         .map_err(|_| ApiError::BadRequest("version in query must be an integer".into()))?;
     let _writer = state.writer.lock().await;
-    let snap = state.snapshot();
+    let snap = state.sync_with_file().await?;
     if version != snap.version {
         return Err(version_mismatch(version, snap.version));
     }

@@ -8,13 +8,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::{router, ApiState};
@@ -27,6 +30,32 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Likewise for a client that does not send a complete request header in
 /// time (hyper's own default, made explicit since it needs a timer).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections served at once over all listeners; more are closed at once,
+/// so idle or slow clients cannot exhaust tasks and file descriptors.
+const MAX_CONNECTIONS: usize = 256;
+
+/// What every connection of one server shares.
+#[derive(Clone)]
+pub(crate) struct ConnLimits {
+    slots: Arc<Semaphore>,
+    header_timeout: Duration,
+}
+
+impl ConnLimits {
+    pub(crate) fn new(max: usize, header_timeout: Duration) -> Self {
+        ConnLimits {
+            slots: Arc::new(Semaphore::new(max)),
+            header_timeout,
+        }
+    }
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits::new(MAX_CONNECTIONS, HEADER_TIMEOUT)
+    }
+}
 
 /// Why the listeners could not be set up or stopped serving.
 #[derive(Debug, thiserror::Error)]
@@ -121,18 +150,22 @@ impl Listeners {
 
     /// Serves the API on every listener; returns only if one fails.
     pub async fn run(self, state: Arc<ApiState>) -> Result<(), ListenError> {
+        let app = router(state);
+        let limits = ConnLimits::default();
         let http = {
-            let state = Arc::clone(&state);
+            let (app, limits) = (app.clone(), limits.clone());
             async move {
                 match self.http {
-                    Some(bound) => serve_http(bound, state).await,
+                    Some(bound) => serve_loop(bound.listener, None, app, limits).await,
                     None => std::future::pending().await,
                 }
             }
         };
         let https = async move {
             match self.https {
-                Some((bound, acceptor)) => serve_https(bound.listener, acceptor, state).await,
+                Some((bound, acceptor)) => {
+                    serve_loop(bound.listener, Some(acceptor), app, limits).await
+                }
                 None => std::future::pending().await,
             }
         };
@@ -172,53 +205,59 @@ fn display_addr(host: &str, port: u16) -> String {
     }
 }
 
-async fn serve_http(bound: Bound, state: Arc<ApiState>) -> Result<(), ListenError> {
-    let addr = bound.addr;
-    axum::serve(bound.listener, router(state))
-        .await
-        .map_err(|source| ListenError::Accept { addr, source })
-}
-
-async fn serve_https(
+/// Accepts connections on `listener` (TLS first when `tls` is set) and
+/// serves `app` on each, within `limits`; runs until the task is dropped.
+pub(crate) async fn serve_loop(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
-    state: Arc<ApiState>,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    limits: ConnLimits,
 ) -> Result<(), ListenError> {
-    let app = router(state);
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(conn) => conn,
             Err(e) => {
                 // Per-connection failures (reset before accept, out of file
                 // descriptors) must not stop the server; back off a little.
-                tracing::warn!("dataplane API: accepting an HTTPS connection: {e}");
+                tracing::warn!("dataplane API: accepting a connection: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
+        let Ok(slot) = Arc::clone(&limits.slots).try_acquire_owned() else {
+            tracing::debug!(%peer, "dataplane API: too many connections, closing");
+            drop(tcp);
+            continue;
+        };
+        let (tls, app, header_timeout) = (tls.clone(), app.clone(), limits.header_timeout);
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "dataplane API: TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "dataplane API: TLS handshake timed out");
-                    return;
-                }
+            // Held until the connection is done.
+            let _slot = slot;
+            let Some(acceptor) = tls else {
+                serve_connection(tcp, app, header_timeout, peer).await;
+                return;
             };
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(tls), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(%peer, "dataplane API: HTTPS connection: {e}");
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => serve_connection(stream, app, header_timeout, peer).await,
+                Ok(Err(e)) => tracing::debug!(%peer, "dataplane API: TLS handshake failed: {e}"),
+                Err(_) => tracing::debug!(%peer, "dataplane API: TLS handshake timed out"),
             }
         });
+    }
+}
+
+/// HTTP/1.1 on one connection, dropped when the request header is late.
+async fn serve_connection<I>(io: I, app: Router, header_timeout: Duration, peer: SocketAddr)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(app))
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(%peer, "dataplane API: connection: {e}");
     }
 }
 
@@ -307,6 +346,55 @@ mod tests {
         assert_eq!(display_addr("::1", 5555), "[::1]:5555");
         assert_eq!(display_addr("[::1]", 5555), "[::1]:5555");
         assert_eq!(display_addr("localhost", 1), "localhost:1");
+    }
+
+    /// Writes `req` (if any) and reads until the server closes, bounded.
+    async fn exchange(stream: &mut tokio::net::TcpStream, req: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        if !req.is_empty() {
+            let _ = stream.write_all(req.as_bytes()).await;
+        }
+        let mut raw = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw));
+        // A reset is a close too.
+        let _ = read.await.expect("the server did not close the connection");
+        String::from_utf8_lossy(&raw).into_owned()
+    }
+
+    #[tokio::test]
+    async fn slow_and_excess_connections_are_closed() {
+        use tokio::net::TcpStream;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let limits = ConnLimits::new(1, Duration::from_millis(300));
+        let server = tokio::spawn(serve_loop(listener, None, app, limits));
+
+        // A slow client holds the only slot with half a request header...
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        let mut excess = TcpStream::connect(addr).await.unwrap();
+        // ...so the next connection is closed without an answer.
+        assert_eq!(exchange(&mut excess, "").await, "");
+        // The header timeout ends the slow one.
+        let reply = exchange(&mut slow, "GET / HTTP/1.1\r\nHost: x\r\n").await;
+        assert!(!reply.contains("200 OK"), "{reply}");
+        // Its slot is free again once its task ends.
+        let mut served = false;
+        for _ in 0..50 {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let reply = exchange(
+                &mut c,
+                "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .await;
+            if reply.starts_with("HTTP/1.1 200 OK") {
+                served = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(served, "no connection was served after the slow one ended");
+        server.abort();
     }
 
     #[test]

@@ -156,9 +156,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until the listener fails.
+/// Serves the API on `listener` as plain HTTP, with the limits of
+/// [`Listeners`] (header timeout, connection cap); runs until dropped.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiState>) -> io::Result<()> {
-    axum::serve(listener, router(state)).await
+    listen::serve_loop(listener, None, router(state), listen::ConnLimits::default())
+        .await
+        .map_err(io::Error::other)
 }
 
 #[cfg(test)]

@@ -94,6 +94,11 @@ impl Reloads {
         (id, true)
     }
 
+    /// Whether a deferred reload is waiting to run.
+    pub fn has_pending(&self) -> bool {
+        self.lock().pending.is_some()
+    }
+
     /// Takes the pending reload if it is still `id`.
     pub fn take_pending(&self, id: &str) -> Option<Arc<Snapshot>> {
         let mut inner = self.lock();

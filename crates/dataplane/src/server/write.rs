@@ -117,8 +117,13 @@ impl ApiState {
     }
 
     /// Parses `text` as rampart would load it; an error is the client's 400.
-    pub(crate) fn validate(&self, text: &str) -> Result<lb::config::Config, ApiError> {
-        lb::config::parse_str(&self.file_name(), text)
+    /// The parser may resolve host names, so it runs off the async workers.
+    pub(crate) async fn validate(&self, text: &str) -> Result<lb::config::Config, ApiError> {
+        let file = self.file_name();
+        let text = text.to_string();
+        tokio::task::spawn_blocking(move || lb::config::parse_str(&file, &text))
+            .await
+            .map_err(|e| ApiError::Internal(format!("validation did not finish: {e}")))?
             .map_err(|e| ApiError::BadRequest(e.to_string()))
     }
 
@@ -133,12 +138,24 @@ impl ApiState {
         Ok(())
     }
 
+    /// Puts `before`'s configuration back after a failed reload, under a new
+    /// version: a client still holding the failed version must get a 409,
+    /// so versions are never reused.
+    fn restore(&self, before: &Snapshot) -> Result<(), ApiError> {
+        let version = self.snapshot().version.max(before.version) + 1;
+        self.install(Arc::new(Snapshot {
+            version,
+            text: edit::set_version(&before.text, version),
+            config: before.config.clone(),
+        }))
+    }
+
     /// Validates and installs `text` as the next version; returns the
     /// snapshot it replaced.
     async fn commit_text(&self, snap: &Arc<Snapshot>, text: &str) -> Result<u64, ApiError> {
         let version = snap.version + 1;
         let text = edit::set_version(text, version);
-        let config = self.validate(&text)?;
+        let config = self.validate(&text).await?;
         self.install(Arc::new(Snapshot {
             version,
             text,
@@ -146,6 +163,66 @@ impl ApiState {
         }))?;
         Ok(version)
     }
+
+    /// The current snapshot, after adopting the file if someone changed it
+    /// outside the API (an operator's edit and reload): it becomes the next
+    /// version, so a client's older version gets a 409 instead of the edit
+    /// being silently overwritten. Callers hold the writer lock.
+    pub(crate) async fn sync_with_file(&self) -> Result<Arc<Snapshot>, ApiError> {
+        let snap = self.snapshot();
+        let on_disk = std::fs::read_to_string(&self.conf.config_file)
+            .map_err(|e| ApiError::Internal(format!("cannot read {}: {e}", self.file_name())))?;
+        if on_disk == snap.text {
+            return Ok(snap);
+        }
+        let version = snap.version + 1;
+        let text = edit::set_version(&on_disk, version);
+        let config = self.validate(&text).await.map_err(|e| {
+            ApiError::Internal(format!(
+                "{} was changed outside the API and is not valid, nothing was written \
+                 (fix the file, then retry): {e}",
+                self.file_name()
+            ))
+        })?;
+        tracing::info!(
+            "{} was changed outside the API; adopted as version {version}",
+            self.file_name()
+        );
+        let snap = Arc::new(Snapshot {
+            version,
+            text,
+            config,
+        });
+        self.install(Arc::clone(&snap))?;
+        Ok(snap)
+    }
+}
+
+/// Whether `add server` at runtime would build exactly the server the new
+/// file has: the runtime ignores `default-server` lines (and refuses some
+/// keywords), in which case only a reload gives the file's server.
+async fn runtime_matches_file(
+    config: &lb::config::Config,
+    backend: &str,
+    name: &str,
+    args: &[String],
+) -> bool {
+    let Some(in_file) = config
+        .backend(backend)
+        .and_then(|b| b.servers.iter().find(|s| s.name == name))
+        .cloned()
+    else {
+        return false;
+    };
+    let (name, args) = (name.to_string(), args.to_vec());
+    // The runtime parse may resolve a host name, as the engine's would.
+    tokio::task::spawn_blocking(move || {
+        let words: Vec<&str> = args.iter().map(String::as_str).collect();
+        lb::config::parse_server_spec(&name, &words, None)
+            .is_ok_and(|rt| rt.addr == in_file.addr && rt.settings == in_file.settings)
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// Runs one configuration change, in the transaction or on the file.
@@ -157,14 +234,14 @@ pub(crate) async fn write<T>(
     let _writer = state.writer.lock().await;
     if let Some(id) = &wq.transaction_id {
         let (tx, text) = state.transactions.open(id)?;
-        let config = state.validate(&text)?;
+        let config = state.validate(&text).await?;
         let edited = edit_fn(&text, &config)?;
         let text = edit::set_version(&edited.text, tx.version);
-        state.validate(&text)?;
+        state.validate(&text).await?;
         state.transactions.store(id, &text)?;
         return Ok((Outcome::InTransaction, edited.out));
     }
-    let snap = state.snapshot();
+    let snap = state.sync_with_file().await?;
     if let Some(v) = wq.version {
         if v != snap.version {
             return Err(version_mismatch(v, snap.version));
@@ -172,7 +249,18 @@ pub(crate) async fn write<T>(
     }
     let edited = edit_fn(&snap.text, &snap.config)?;
     state.commit_text(&snap, &edited.text).await?;
-    let outcome = apply(state, snap, edited.apply, wq.force_reload).await?;
+    let mut how = edited.apply;
+    if let Apply::AddServer {
+        backend,
+        name,
+        args,
+    } = &how
+    {
+        if !runtime_matches_file(&state.snapshot().config, backend, name, args).await {
+            how = Apply::Reload;
+        }
+    }
+    let outcome = apply(state, snap, how, wq.force_reload).await?;
     Ok((outcome, edited.out))
 }
 
@@ -190,7 +278,7 @@ pub(crate) async fn commit_transaction(
 ) -> Result<(Outcome, super::transactions::Transaction), ApiError> {
     let _writer = state.writer.lock().await;
     let (mut tx, text) = state.transactions.open(id)?;
-    let snap = state.snapshot();
+    let snap = state.sync_with_file().await?;
     if tx.version != snap.version {
         state.transactions.close(id, "outdated");
         return Err(ApiError::NotAcceptable(format!(
@@ -226,8 +314,13 @@ async fn apply(
     how: Apply,
     force: bool,
 ) -> Result<Outcome, ApiError> {
+    // With a reload pending, a runtime change would be answered as done yet
+    // dropped from the file if that reload fails and restores; joining the
+    // reload keeps file and balancer in step.
+    let pending = state.reloads.has_pending();
     let at_runtime = match &how {
         Apply::Reload => false,
+        _ if pending => false,
         Apply::AddServer {
             backend,
             name,
@@ -254,7 +347,7 @@ async fn apply(
             Ok(Outcome::Applied)
         }
         Err(e) => {
-            let restored = state.install(before);
+            let restored = state.restore(&before);
             Err(ApiError::Internal(match restored {
                 Ok(()) => format!("reload failed: {e}; the previous configuration was restored"),
                 Err(r) => format!(
@@ -275,7 +368,7 @@ async fn deferred_reload(state: Arc<ApiState>, id: String) {
     let result = state.balancer.reload().await;
     let result = match result {
         Ok(()) => Ok(()),
-        Err(e) => Err(match state.install(before) {
+        Err(e) => Err(match state.restore(&before) {
             Ok(()) => format!("{e}; the previous configuration was restored"),
             Err(r) => format!("{e}; restoring the previous configuration failed too: {r}"),
         }),
