@@ -181,7 +181,7 @@ pub fn encode(a: &Advert, src: IpAddr, dst: IpAddr) -> Result<Vec<u8>, PacketErr
                 return Err(PacketError::V2NotIpv4);
             }
             let secs = a.interval_cs / 100;
-            if a.interval_cs % 100 != 0 || secs > 255 {
+            if !a.interval_cs.is_multiple_of(100) || secs > 255 {
                 return Err(PacketError::V2Interval(a.interval_cs));
             }
             let auth_type = match a.auth {

@@ -49,9 +49,14 @@ pub struct Params {
 /// What the shell must do, in the order given.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    SendAdvert { priority: u8 },
+    SendAdvert {
+        priority: u8,
+    },
     /// Exactly one per state change; `reason` is meant for a log line.
-    Transition { to: State, reason: String },
+    Transition {
+        to: State,
+        reason: String,
+    },
     AddVips,
     RemoveVips,
     /// Once on becoming master; the shell repeats it per its garp settings.

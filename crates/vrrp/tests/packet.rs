@@ -71,13 +71,19 @@ fn v3_v4_vector() -> Vec<u8> {
     // rsvd|max adver int 100 cs, checksum, 10.0.0.100. Pseudo-header words
     // 0a00+0001+e000+0012+0070+000c = 0xea8f; message words 3101+6401+0064+0a00+0064 = 0x9fca;
     // 0xea8f+0x9fca = 0x18a59, folded 0x8a5a, complemented 0x75a5.
-    vec![0x31, 0x01, 0x64, 0x01, 0x00, 0x64, 0x75, 0xa5, 10, 0, 0, 100]
+    vec![
+        0x31, 0x01, 0x64, 0x01, 0x00, 0x64, 0x75, 0xa5, 10, 0, 0, 100,
+    ]
 }
 
 #[test]
 fn known_answer_v2_pass() {
     let bytes = v2_pass_vector();
-    assert_eq!(ref_csum(&[&bytes]), 0, "hand checksum verifies under the reference fold");
+    assert_eq!(
+        ref_csum(&[&bytes]),
+        0,
+        "hand checksum verifies under the reference fold"
+    );
     let a = Advert {
         version: Version::V2,
         vrid: 51,
@@ -408,21 +414,23 @@ fn valid() -> impl Strategy<Value = (Advert, IpAddr, IpAddr)> {
             ip_of(v6fam),
             ip_of(v6fam),
         )
-            .prop_map(move |(vrid, priority, interval_cs, addrs, auth, src, dst)| {
-                let version = if is_v3 { Version::V3 } else { Version::V2 };
-                (
-                    Advert {
-                        version,
-                        vrid,
-                        priority,
-                        interval_cs,
-                        addrs,
-                        auth,
-                    },
-                    src,
-                    dst,
-                )
-            })
+            .prop_map(
+                move |(vrid, priority, interval_cs, addrs, auth, src, dst)| {
+                    let version = if is_v3 { Version::V3 } else { Version::V2 };
+                    (
+                        Advert {
+                            version,
+                            vrid,
+                            priority,
+                            interval_cs,
+                            addrs,
+                            auth,
+                        },
+                        src,
+                        dst,
+                    )
+                },
+            )
     })
 }
 

@@ -413,7 +413,13 @@ fn owner_255_is_master_at_start() {
     });
     let acts = m.start(0);
     assert_eq!(m.state(), State::Backup);
-    assert!(matches!(acts[0], Action::Transition { to: State::Backup, .. }));
+    assert!(matches!(
+        acts[0],
+        Action::Transition {
+            to: State::Backup,
+            ..
+        }
+    ));
     assert_eq!(acts[1], Action::Notify(State::Backup));
     assert_eq!(m.next_deadline(), Some(3218));
     // Start is not repeated.
@@ -576,11 +582,7 @@ fn master_ignores_lower_priority_and_keeps_sending() {
     net.run_until(15_000);
     assert_eq!(net.state(A), State::Backup);
     assert_eq!(net.state(B), State::Master);
-    assert_eq!(
-        net.transitions(B).len(),
-        2,
-        "B: Init->Backup->Master only"
-    );
+    assert_eq!(net.transitions(B).len(), 2, "B: Init->Backup->Master only");
     let times: Vec<u64> = net.adverts(B).iter().map(|(t, _)| *t).collect();
     let expected: Vec<u64> = (0..12).map(|k| 3218 + 1000 * k).collect();
     assert_eq!(times, expected, "one advert per interval, none extra");
