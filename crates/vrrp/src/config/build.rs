@@ -179,8 +179,12 @@ pub(crate) fn build(tree: &[Stmt], path: &Path, d: &mut Diag) -> VrrpConf {
                 }
             }
             "vrrp_script" => {
-                let Some(name) = block_name(s, d) else { continue };
-                let Some(block) = need_block(s, d) else { continue };
+                let Some(name) = block_name(s, d) else {
+                    continue;
+                };
+                let Some(block) = need_block(s, d) else {
+                    continue;
+                };
                 if scripts.iter().any(|x| x.name == name) {
                     d.error(&s.pos, kw, format!("duplicate vrrp_script '{name}'"));
                     continue;
@@ -190,8 +194,12 @@ pub(crate) fn build(tree: &[Stmt], path: &Path, d: &mut Diag) -> VrrpConf {
                 }
             }
             "vrrp_instance" => {
-                let Some(name) = block_name(s, d) else { continue };
-                let Some(block) = need_block(s, d) else { continue };
+                let Some(name) = block_name(s, d) else {
+                    continue;
+                };
+                let Some(block) = need_block(s, d) else {
+                    continue;
+                };
                 if drafts.iter().any(|x| x.name == name) {
                     d.error(&s.pos, kw, format!("duplicate vrrp_instance '{name}'"));
                     continue;
@@ -459,7 +467,11 @@ fn vrrp_script(name: String, pos: &Pos, block: &[Stmt], d: &mut Diag) -> Option<
         }
     }
     if sc.script.is_empty() {
-        d.error(pos, "vrrp_script", format!("({}) no script specified", sc.name));
+        d.error(
+            pos,
+            "vrrp_script",
+            format!("({}) no script specified", sc.name),
+        );
         return None;
     }
     Some(sc)
@@ -530,7 +542,11 @@ fn vrrp_instance(name: String, pos: &Pos, block: &[Stmt], d: &mut Diag) -> Draft
                 Some("MASTER") => v.state = Some(InitialState::Master),
                 Some("BACKUP") => {
                     if v.state == Some(InitialState::Master) {
-                        d.warn(&s.pos, kw, "state previously set as MASTER - ignoring BACKUP");
+                        d.warn(
+                            &s.pos,
+                            kw,
+                            "state previously set as MASTER - ignoring BACKUP",
+                        );
                     } else {
                         v.state = Some(InitialState::Backup);
                     }
@@ -553,14 +569,16 @@ fn vrrp_instance(name: String, pos: &Pos, block: &[Stmt], d: &mut Diag) -> Draft
                 }
             }
             "virtual_router_id" => match value(s, d, |a| {
-                unsigned(a, 1, 255).map_err(|_| format!("VRID '{a}' not valid - must be between 1 & 255"))
+                unsigned(a, 1, 255)
+                    .map_err(|_| format!("VRID '{a}' not valid - must be between 1 & 255"))
             }) {
                 Some(id) => v.vrid = Some(id as u8),
                 None => v.vrid_bad = true,
             },
             "priority" => {
                 if let Some(p) = value(s, d, |a| {
-                    unsigned(a, 1, 255).map_err(|_| format!("priority '{a}' not valid - must be between 1 & 255"))
+                    unsigned(a, 1, 255)
+                        .map_err(|_| format!("priority '{a}' not valid - must be between 1 & 255"))
                 }) {
                     v.priority = Some(p as u8);
                 }
@@ -674,7 +692,9 @@ fn authentication(block: &[Stmt], v: &mut Draft, d: &mut Diag) {
                     kw,
                     "AH authentication is not supported by rampart vrrp (use PASS or none)",
                 ),
-                Some(other) => d.error(&s.pos, kw, format!("unknown authentication type '{other}'")),
+                Some(other) => {
+                    d.error(&s.pos, kw, format!("unknown authentication type '{other}'"))
+                }
                 None => {}
             },
             "auth_pass" => {
@@ -702,7 +722,11 @@ fn unicast_peers(block: &[Stmt], v: &mut Draft, d: &mut Diag) {
         match a.parse::<IpAddr>() {
             Ok(ip) => {
                 if s.words.len() > 1 {
-                    d.warn(&s.pos, a, "peer options (min_ttl/max_ttl) ignored by rampart vrrp");
+                    d.warn(
+                        &s.pos,
+                        a,
+                        "peer options (min_ttl/max_ttl) ignored by rampart vrrp",
+                    );
                 }
                 if v.unicast_peers.iter().any(|(p, _)| *p == ip) {
                     d.warn(&s.pos, a, "duplicate unicast_peer - ignoring");
@@ -710,7 +734,11 @@ fn unicast_peers(block: &[Stmt], v: &mut Draft, d: &mut Diag) {
                     v.unicast_peers.push((ip, s.pos.clone()));
                 }
             }
-            Err(_) => d.error(&s.pos, "unicast_peer", format!("'{a}' is not an IP address")),
+            Err(_) => d.error(
+                &s.pos,
+                "unicast_peer",
+                format!("'{a}' is not an IP address"),
+            ),
         }
     }
 }
@@ -741,7 +769,11 @@ fn vip_line(s: &Stmt, d: &mut Diag) -> Option<Vip> {
             "dev" | "label" | "brd" | "broadcast" | "scope" | "peer" | "preferred_lft"
             | "track_group" => {
                 let Some(val) = val else {
-                    d.error(&s.pos, "virtual_ipaddress", format!("'{opt}' needs a value"));
+                    d.error(
+                        &s.pos,
+                        "virtual_ipaddress",
+                        format!("'{opt}' needs a value"),
+                    );
                     ok = false;
                     break;
                 };
@@ -765,7 +797,11 @@ fn vip_line(s: &Stmt, d: &mut Diag) -> Option<Vip> {
                 i += 1;
             }
             _ => {
-                d.error(&s.pos, "virtual_ipaddress", format!("unknown option '{opt}'"));
+                d.error(
+                    &s.pos,
+                    "virtual_ipaddress",
+                    format!("unknown option '{opt}'"),
+                );
                 ok = false;
                 break;
             }
@@ -812,12 +848,7 @@ fn tracked(s: &Stmt, what: &str, d: &mut Diag) -> Option<Tracked> {
 }
 
 /// keepalived's instance completion: defaults, derived values and consistency checks.
-fn complete(
-    v: Draft,
-    g: &GlobalDefs,
-    scripts: &[VrrpScript],
-    d: &mut Diag,
-) -> Option<Instance> {
+fn complete(v: Draft, g: &GlobalDefs, scripts: &[VrrpScript], d: &mut Diag) -> Option<Instance> {
     let kw = "vrrp_instance";
     let name = v.name.clone();
     let mut ok = true;
@@ -833,7 +864,11 @@ fn complete(
         Some(id) => id,
         None => {
             if !v.vrid_bad {
-                d.error(&v.pos, kw, format!("({name}) no virtual_router_id specified"));
+                d.error(
+                    &v.pos,
+                    kw,
+                    format!("({name}) no virtual_router_id specified"),
+                );
             }
             ok = false;
             0
@@ -841,7 +876,11 @@ fn complete(
     };
     for (t, pos) in &v.track_scripts {
         if !scripts.iter().any(|s| s.name == t.name) {
-            d.error(pos, "track_script", format!("({name}) track script '{}' not found", t.name));
+            d.error(
+                pos,
+                "track_script",
+                format!("({name}) track script '{}' not found", t.name),
+            );
             ok = false;
         }
     }
@@ -859,7 +898,10 @@ fn complete(
                 d.error(
                     pos,
                     "virtual_ipaddress",
-                    format!("({name}) {} is not of the instance's address family", vip.addr),
+                    format!(
+                        "({name}) {} is not of the instance's address family",
+                        vip.addr
+                    ),
                 );
                 ok = false;
             }
@@ -904,22 +946,36 @@ fn complete(
         );
     }
 
-    let version = v
-        .version
-        .unwrap_or(if family_v6 == Some(true) { 3 } else { g.vrrp_version });
+    let version = v.version.unwrap_or(if family_v6 == Some(true) {
+        3
+    } else {
+        g.vrrp_version
+    });
     if version == 2 && family_v6 == Some(true) {
-        d.error(&v.pos, kw, format!("({name}) VRRPv2 cannot carry IPv6 addresses; use version 3"));
+        d.error(
+            &v.pos,
+            kw,
+            format!("({name}) VRRPv2 cannot carry IPv6 addresses; use version 3"),
+        );
         ok = false;
     }
 
     let mut auth = match (&v.auth_type, v.auth_pass) {
         (Some(_), Some(p)) if !p.is_empty() => Some(Auth::Pass(AuthPass(p))),
         (Some(pos), _) => {
-            d.warn(pos, "auth_type", format!("({name}) no auth_pass given - authentication disabled"));
+            d.warn(
+                pos,
+                "auth_type",
+                format!("({name}) no auth_pass given - authentication disabled"),
+            );
             None
         }
         (None, Some(_)) => {
-            d.warn(&v.pos, "auth_pass", format!("({name}) auth_pass without auth_type - ignored"));
+            d.warn(
+                &v.pos,
+                "auth_pass",
+                format!("({name}) auth_pass without auth_type - ignored"),
+            );
             None
         }
         (None, None) => None,
@@ -936,16 +992,30 @@ fn complete(
     let mut nopreempt = v.nopreempt;
     let mut preempt_delay = v.preempt_delay;
     if priority == VRRP_PRIO_OWNER && nopreempt {
-        d.warn(&v.pos, "nopreempt", format!("({name}) nopreempt is incompatible with priority 255 - resetting nopreempt"));
+        d.warn(
+            &v.pos,
+            "nopreempt",
+            format!("({name}) nopreempt is incompatible with priority 255 - resetting nopreempt"),
+        );
         nopreempt = false;
     }
     if initial_state == InitialState::Master {
         if nopreempt {
-            d.warn(&v.pos, "nopreempt", format!("({name}) nopreempt will not work with initial state MASTER - clearing"));
+            d.warn(
+                &v.pos,
+                "nopreempt",
+                format!("({name}) nopreempt will not work with initial state MASTER - clearing"),
+            );
             nopreempt = false;
         }
         if !preempt_delay.is_zero() {
-            d.warn(&v.pos, "preempt_delay", format!("({name}) preempt_delay will not work with initial state MASTER - clearing"));
+            d.warn(
+                &v.pos,
+                "preempt_delay",
+                format!(
+                    "({name}) preempt_delay will not work with initial state MASTER - clearing"
+                ),
+            );
             preempt_delay = Duration::ZERO;
         }
     }
@@ -996,15 +1066,22 @@ fn advert(given: Option<(Duration, Pos)>, version: u8, name: &str, d: &mut Diag)
         d.warn(
             &pos,
             "advert_int",
-            format!("({name}) VRRPv{version} advertisement interval out of range, setting to {}s", max as f64 / 1e6),
+            format!(
+                "({name}) VRRPv{version} advertisement interval out of range, setting to {}s",
+                max as f64 / 1e6
+            ),
         );
         return Duration::from_micros(max);
     }
-    if us % unit == 0 {
+    if us.is_multiple_of(unit) {
         return adv;
     }
     let rounded = ((us + unit / 2) / unit * unit).max(unit);
-    let what = if version == 2 { "whole seconds" } else { "units of 10ms" };
+    let what = if version == 2 {
+        "whole seconds"
+    } else {
+        "units of 10ms"
+    };
     d.warn(
         &pos,
         "advert_int",

@@ -292,7 +292,11 @@ fn include(
     let files = if glob::has_wildcards(&pattern) {
         let found = glob::expand(&full, fs);
         if found.is_empty() {
-            diag.warn(pos, "include", format!("no config files matched '{pattern}'"));
+            diag.warn(
+                pos,
+                "include",
+                format!("no config files matched '{pattern}'"),
+            );
         }
         found
     } else {
@@ -304,7 +308,11 @@ fn include(
         }
         match fs.read(&file) {
             Ok(text) => lex_file(&text, &file, fs, diag, out, depth + 1),
-            Err(e) => diag.error(pos, "include", format!("cannot read {}: {e}", file.display())),
+            Err(e) => diag.error(
+                pos,
+                "include",
+                format!("cannot read {}: {e}", file.display()),
+            ),
         }
     }
 }
@@ -340,7 +348,11 @@ fn build_block(cur: &mut Cursor, diag: &mut Diag, open: &mut usize) -> Vec<Stmt>
                 diag.error(&pos, "}", "unbalanced braces: '}' without a matching '{'");
             }
             Tok::Open => {
-                diag.error(&pos, "{", "unbalanced braces: '{' without a keyword before it");
+                diag.error(
+                    &pos,
+                    "{",
+                    "unbalanced braces: '{' without a keyword before it",
+                );
                 *open += 1;
                 let depth = *open;
                 let _ = build_block(cur, diag, open);
@@ -390,7 +402,10 @@ mod tests {
     #[test]
     fn comments_and_escapes() {
         assert_eq!(decomment("  a b # c"), ("a b".into(), false, false));
-        assert_eq!(decomment("a \"x # y\" ! z"), ("a \"x # y\"".into(), false, false));
+        assert_eq!(
+            decomment("a \"x # y\" ! z"),
+            ("a \"x # y\"".into(), false, false)
+        );
         assert_eq!(decomment("a \\# b"), ("a # b".into(), false, false));
         assert_eq!(decomment("a b \\"), ("a b".into(), true, false));
         assert_eq!(decomment("a \"b"), ("a \"b".into(), false, true));

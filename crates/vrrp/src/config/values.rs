@@ -94,9 +94,15 @@ mod tests {
 
     #[test]
     fn decimal_seconds() {
-        assert_eq!(seconds("0.1", 6, 1, 255_000_000), Ok(Duration::from_millis(100)));
+        assert_eq!(
+            seconds("0.1", 6, 1, 255_000_000),
+            Ok(Duration::from_millis(100))
+        );
         assert_eq!(seconds("1", 6, 1, 255_000_000), Ok(Duration::from_secs(1)));
-        assert_eq!(seconds(".25", 6, 1, 255_000_000), Ok(Duration::from_millis(250)));
+        assert_eq!(
+            seconds(".25", 6, 1, 255_000_000),
+            Ok(Duration::from_millis(250))
+        );
         assert!(seconds("0", 6, 10_000, 255_000_000).is_err());
         assert!(seconds("256", 6, 10_000, 255_000_000).is_err());
         assert!(seconds("1.0001", 3, 0, 1_000_000_000).is_err());
