@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// L4 load balancer reading HAProxy configuration (haproxy -f … compatible flags).
     Lb(LbCli),
+    /// VRRP reading keepalived.conf: `-t` checks a configuration (the daemon is not yet here).
+    Vrrp(VrrpCli),
     /// A manager node (master or worker) configured by DIR/etc/ossec.conf.
     Manager(ManagerCli),
     /// Ask a running manager about the cluster (as Wazuh's cluster_control).
@@ -33,6 +35,21 @@ enum Command {
     Agent(AgentCli),
     /// Many simulated agents in one process: enroll, report, and count what arrived.
     Simulate(SimulateCli),
+}
+
+#[derive(Args)]
+struct VrrpCli {
+    /// keepalived.conf to read.
+    #[arg(
+        short = 'f',
+        long = "use-file",
+        value_name = "FILE",
+        default_value = "/etc/keepalived/keepalived.conf"
+    )]
+    file: PathBuf,
+    /// Check the configuration and exit (0 valid, 1 invalid), as `keepalived -t`.
+    #[arg(short = 't', long = "config-test")]
+    check: bool,
 }
 
 #[derive(Args)]
@@ -309,6 +326,17 @@ fn main() -> ExitCode {
                 daemon: a.daemon,
                 quiet: a.quiet,
             })
+        }
+        Command::Vrrp(v) => {
+            if !v.check {
+                eprintln!(
+                    "rampart vrrp: only the configuration check (-t) is available in this build"
+                );
+                return ExitCode::from(2);
+            }
+            let (report, code) = vrrp::config::check_report(&vrrp::config::load(&v.file));
+            print!("{report}");
+            code
         }
         Command::Manager(m) => manager::cli::manager_main(m.home, m.check, m.debug),
         Command::Cluster(c) => manager::cli::cluster_main(
