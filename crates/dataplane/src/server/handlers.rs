@@ -148,6 +148,27 @@ fn parent_section(text: &str, kind: &str, name: &str) -> Result<Section, ApiErro
         .ok_or_else(|| ApiError::NotFound(format!("{kind} {name} does not exist")))
 }
 
+/// The line of a backend's `server` or a frontend's `bind` named `name` in `sec`.
+fn child_line(
+    text: &str,
+    sec: &Section,
+    find: fn(&str, &Section, &str) -> Option<usize>,
+    (what, name): (&str, &str),
+    parent_kind: &str,
+) -> Result<usize, ApiError> {
+    let parent = sec.name.as_deref().unwrap_or_default();
+    find(text, sec, name).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "{what} {name} does not exist in {parent_kind} {parent}"
+        ))
+    })
+}
+
+/// The words of line `line` of `text`, as the model's line updates take them.
+fn line_words(text: &str, line: usize) -> Vec<&str> {
+    edit::words(text.split('\n').nth(line).unwrap_or_default())
+}
+
 fn exists(what: &str, name: &str) -> ApiError {
     ApiError::Conflict(format!("{what} {name} already exists"))
 }
@@ -427,12 +448,9 @@ async fn put_server(
     let (outcome, out) = write(&state, &wq, |text, config| {
         let sec = parent_section(text, "backend", &backend)?;
         let old = Server::from(find_server(lookup_backend(config, &backend)?, &name)?);
-        let line = edit::server_line(text, &sec, &name).ok_or_else(|| {
-            ApiError::NotFound(format!("server {name} does not exist in backend {backend}"))
-        })?;
+        let line = child_line(text, &sec, edit::server_line, ("server", &name), "backend")?;
         same_name(&name, &new.name)?;
-        let current = text.split('\n').nth(line).unwrap_or_default();
-        let updated = new.updated_line(&old, &edit::words(current));
+        let updated = new.updated_line(&old, &line_words(text, line));
         Ok(Edited {
             text: edit::replace_line(text, line, &updated),
             apply: Apply::Reload,
@@ -452,9 +470,7 @@ async fn delete_server(
     let wq = WriteQuery::parse(&q)?;
     let (outcome, ()) = write(&state, &wq, |text, _| {
         let sec = parent_section(text, "backend", &backend)?;
-        let line = edit::server_line(text, &sec, &name).ok_or_else(|| {
-            ApiError::NotFound(format!("server {name} does not exist in backend {backend}"))
-        })?;
+        let line = child_line(text, &sec, edit::server_line, ("server", &name), "backend")?;
         Ok(Edited {
             text: edit::delete_line(text, line),
             apply: Apply::DelServer {
@@ -530,11 +546,8 @@ async fn put_bind(
     let (outcome, out) = write(&state, &wq, |text, config| {
         let sec = parent_section(text, "frontend", &frontend)?;
         let old = Bind::from(find_bind(lookup_frontend(config, &frontend)?, &name)?);
-        let line = edit::bind_line(text, &sec, &name).ok_or_else(|| {
-            ApiError::NotFound(format!("bind {name} does not exist in frontend {frontend}"))
-        })?;
-        let current = text.split('\n').nth(line).unwrap_or_default();
-        let updated = new.updated_line(&old, &edit::words(current));
+        let line = child_line(text, &sec, edit::bind_line, ("bind", &name), "frontend")?;
+        let updated = new.updated_line(&old, &line_words(text, line));
         Ok(Edited {
             text: edit::replace_line(text, line, &updated),
             apply: Apply::Reload,
@@ -554,9 +567,7 @@ async fn delete_bind(
     let wq = WriteQuery::parse(&q)?;
     let (outcome, ()) = write(&state, &wq, |text, _| {
         let sec = parent_section(text, "frontend", &frontend)?;
-        let line = edit::bind_line(text, &sec, &name).ok_or_else(|| {
-            ApiError::NotFound(format!("bind {name} does not exist in frontend {frontend}"))
-        })?;
+        let line = child_line(text, &sec, edit::bind_line, ("bind", &name), "frontend")?;
         Ok(Edited {
             text: edit::delete_line(text, line),
             apply: Apply::Reload,
